@@ -1,0 +1,90 @@
+"""A CKKS context: parameters, the ring's tables, the backend and the encoder's tables.
+
+Everything made under a context carries its ``params_id``; the context is
+what checks that operands belong to it.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from fhe_kernels.encoding import EmbeddingTable
+from fhectl.ckks.backend import CpuBackend, RingTables
+from fhectl.ckks.params import Parameters
+from fhectl.errors import FhectlError, ParameterMismatchError
+
+BACKENDS = ("auto", "cpu", "cuda")
+
+
+def make_backend(name: str, tables: RingTables):
+    """The backend called ``name``; 'auto' picks CUDA when a GPU is usable, else the CPU."""
+    if name not in BACKENDS:
+        raise FhectlError(f"unknown device {name!r}; choose one of {', '.join(BACKENDS)}")
+    if name in ("auto", "cuda"):
+        try:
+            from fhectl.ckks.backend_cuda import CudaBackend, cuda_available
+        except ImportError as exc:
+            if name == "cuda":
+                raise FhectlError(f"--device cuda: the CUDA backend cannot be imported ({exc})") from None
+            return CpuBackend(tables)
+        ok, why = cuda_available()
+        if ok:
+            return CudaBackend(tables)
+        if name == "cuda":
+            raise FhectlError(f"--device cuda: no usable CUDA GPU ({why})")
+    return CpuBackend(tables)
+
+
+class CKKSContext:
+    """Parameters plus everything precomputed from them, bound to one backend."""
+
+    def __init__(self, params: Parameters, device: str = "cpu"):
+        self.params = params
+        self.tables = RingTables(params.all_moduli, params.ring_degree, n_q=len(params.moduli_q))
+        self.backend = make_backend(device, self.tables)
+        self.embedding = EmbeddingTable(params.ring_degree)
+        self._p_inv_cache: dict[int, list[int]] = {}
+
+    @property
+    def params_id(self) -> str:
+        return self.params.params_id
+
+    @property
+    def device(self) -> str:
+        return self.backend.name
+
+    def q_rows(self, level: int) -> tuple[int, ...]:
+        return tuple(range(level + 1))
+
+    @cached_property
+    def p_rows(self) -> tuple[int, ...]:
+        nq = len(self.params.moduli_q)
+        return tuple(range(nq, nq + len(self.params.moduli_p)))
+
+    def qp_rows(self, level: int) -> tuple[int, ...]:
+        return self.q_rows(level) + self.p_rows
+
+    @cached_property
+    def p_product(self) -> int:
+        out = 1
+        for p in self.params.moduli_p:
+            out *= p
+        return out
+
+    def p_inverse_mod_q(self, level: int) -> list[int]:
+        """P^{-1} mod q_i for i <= level (the ModDown scaling)."""
+        vals = self._p_inv_cache.get(level)
+        if vals is None:
+            vals = [pow(self.p_product % q, -1, q) for q in self.params.moduli_q[: level + 1]]
+            self._p_inv_cache[level] = vals
+        return vals
+
+    def check(self, *objs) -> None:
+        """Raise ParameterMismatchError unless every object was made under this context's parameters."""
+        for obj in objs:
+            pid = getattr(obj, "params_id", None)
+            if pid is not None and pid != self.params_id:
+                raise ParameterMismatchError(
+                    f"{type(obj).__name__} was made under parameters {pid}, this context is {self.params_id} "
+                    f"({self.params.name})"
+                )

@@ -1,0 +1,189 @@
+"""Secret, public and switching keys, and their generation.
+
+Hybrid key switching [Han and Ki, CT-RSA 2020; Kim, Polyakov, Zucca,
+"Revisiting homomorphic encryption schemes for finite fields",
+ASIACRYPT 2021]: the chain Q is split into ``dnum`` digits Q_j of
+``digit_size`` primes, and a switching key from s' to s holds, per digit,
+
+    (b_j, a_j) = (-a_j s + e_j + P * g_j * s',  a_j)   over QP,
+
+where g_j = (Q/Q_j) * [(Q/Q_j)^{-1}]_{Q_j} is 1 modulo the primes of digit j
+and 0 modulo the other primes of Q. So P * g_j * s' is P * s' on the limbs of
+digit j and zero on every other limb, which is all the generator computes.
+The same key serves every level: dropping primes leaves g_j's residues as
+they are.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fhe_kernels.automorphism import galois_element_for_conjugation, galois_element_for_rotation
+from fhe_kernels.rns import signed_to_rns
+from fhectl.ckks import sampling
+from fhectl.ckks.context import CKKSContext
+
+
+@dataclass
+class SecretKey:
+    """The ternary secret: coefficients (N,) int64 in {-1, 0, 1}, and its NTT form over QP (1, L+1+K, N)."""
+
+    coeffs: np.ndarray
+    ntt: object
+    params_id: str
+    key_id: str
+
+    def __repr__(self) -> str:  # never print secret material
+        return f"SecretKey(key_id={self.key_id!r}, params_id={self.params_id!r})"
+
+
+@dataclass
+class PublicKey:
+    """(b, a) = (-a s + e, a) over Q at the top level: data (2, L+1, N)."""
+
+    data: object
+    params_id: str
+    key_id: str
+
+
+@dataclass
+class SwitchingKey:
+    """Key switching from s' to s: data (dnum, 2, L+1+K, N), rows b_j, a_j per digit."""
+
+    data: object
+    params_id: str
+    key_id: str  # the target secret s
+    source: str  # what s' is: "relin", "galois:<g>", or "key:<key_id>" for rewrapping
+
+    @property
+    def digits(self) -> int:
+        return int(self.data.shape[0])
+
+
+@dataclass
+class GaloisKeys:
+    """Switching keys from s(X^g) to s, by Galois element g."""
+
+    keys: dict[int, SwitchingKey] = field(default_factory=dict)
+    params_id: str = ""
+    key_id: str = ""
+
+    def steps_available(self, ring_degree: int) -> list[int]:
+        """Rotation steps (in -N/4..N/4) whose Galois element has a key."""
+        slots = ring_degree // 2
+        out = []
+        for step in range(-slots // 2 + 1, slots // 2 + 1):
+            if galois_element_for_rotation(step, ring_degree) in self.keys:
+                out.append(step)
+        return out
+
+
+def new_key_id() -> str:
+    return "k-" + secrets.token_hex(6)
+
+
+class KeyGenerator:
+    """Generates keys from the OS CSPRNG (or a named seeded source, for tests)."""
+
+    def __init__(self, ctx: CKKSContext, random=None):
+        self.ctx = ctx
+        self.random = random if random is not None else sampling.default_random()
+
+    # -- sampling helpers ---------------------------------------------------------
+    def _small(self, values: np.ndarray, rows: tuple[int, ...]):
+        """Signed small coefficients -> NTT-domain device array (1, len(rows), N)."""
+        be = self.ctx.backend
+        moduli = [self.ctx.params.all_moduli[r] for r in rows]
+        arr = be.to_device(signed_to_rns(values, moduli)[None])
+        be.ntt(arr, rows)
+        return arr
+
+    def _uniform(self, count: int, rows: tuple[int, ...]):
+        """Uniform polynomials, sampled directly in the NTT domain: (count, len(rows), N)."""
+        n = self.ctx.params.ring_degree
+        host = np.empty((count, len(rows), n), dtype=np.uint64)
+        for c in range(count):
+            for i, r in enumerate(rows):
+                host[c, i] = sampling.uniform_mod(self.random, self.ctx.params.all_moduli[r], n)
+        return self.ctx.backend.to_device(host)
+
+    def _error(self, rows: tuple[int, ...]):
+        n = self.ctx.params.ring_degree
+        return self._small(sampling.discrete_gaussian(self.random, self.ctx.params.literal.sigma, n), rows)
+
+    # -- keys ---------------------------------------------------------------------
+    def secret_key(self) -> SecretKey:
+        p = self.ctx.params
+        coeffs = sampling.uniform_ternary(self.random, p.ring_degree)
+        rows = self.ctx.qp_rows(p.max_level)
+        return SecretKey(coeffs=coeffs, ntt=self._small(coeffs, rows), params_id=p.params_id, key_id=new_key_id())
+
+    def secret_from_coeffs(self, coeffs: np.ndarray, key_id: str) -> SecretKey:
+        """Rebuild a secret key's NTT form from its stored coefficients."""
+        rows = self.ctx.qp_rows(self.ctx.params.max_level)
+        return SecretKey(coeffs=coeffs, ntt=self._small(coeffs, rows), params_id=self.ctx.params_id, key_id=key_id)
+
+    def public_key(self, sk: SecretKey) -> PublicKey:
+        be = self.ctx.backend
+        rows = self.ctx.q_rows(self.ctx.params.max_level)
+        a = self._uniform(1, rows)
+        e = self._error(rows)
+        s = be.limbs(sk.ntt, 0, len(rows))
+        b = be.empty(a.shape)
+        be.mul(a, s, b, rows)
+        be.sub(e, b, b, rows)  # b = e - a s
+        return PublicKey(data=be.stack_polys([b, a]), params_id=sk.params_id, key_id=sk.key_id)
+
+    def switching_key(self, source_ntt, sk: SecretKey, source: str) -> SwitchingKey:
+        """A key switching ciphertexts under s' (``source_ntt``, NTT form over QP) to ``sk``."""
+        ctx, be = self.ctx, self.ctx.backend
+        p = ctx.params
+        rows = ctx.qp_rows(p.max_level)
+        digits = p.digits(p.max_level)
+        p_mod = [ctx.p_product % q for q in p.moduli_q]
+        parts = []
+        for digit in digits:
+            a = self._uniform(1, rows)
+            b = self._error(rows)
+            t = be.empty(a.shape)
+            be.mul(a, sk.ntt, t, rows)
+            be.sub(b, t, b, rows)  # b = e - a s
+            # + P * s' on the limbs of this digit only
+            scaled = be.empty((1, len(digit), p.ring_degree))
+            drow = tuple(digit)
+            be.mul_scalar(be.limbs(source_ntt, digit.start, digit.stop), scaled, drow, [p_mod[i] for i in digit])
+            top = be.limbs(b, digit.start, digit.stop)
+            summed = be.empty(top.shape)
+            be.add(top, scaled, summed, drow)
+            b = be.concat_limbs([be.limbs(b, 0, digit.start), summed, be.limbs(b, digit.stop, len(rows))])
+            parts.append(be.stack_polys([b, a]))
+        data = be.stack_new_axis(parts)
+        return SwitchingKey(data=data, params_id=p.params_id, key_id=sk.key_id, source=source)
+
+    def relin_key(self, sk: SecretKey) -> SwitchingKey:
+        be = self.ctx.backend
+        rows = self.ctx.qp_rows(self.ctx.params.max_level)
+        s2 = be.empty(sk.ntt.shape)
+        be.mul(sk.ntt, sk.ntt, s2, rows)
+        return self.switching_key(s2, sk, "relin")
+
+    def galois_key(self, sk: SecretKey, galois_element: int) -> SwitchingKey:
+        be = self.ctx.backend
+        rotated = be.empty(sk.ntt.shape)
+        be.automorphism(sk.ntt, rotated, galois_element)
+        return self.switching_key(rotated, sk, f"galois:{galois_element}")
+
+    def galois_keys(self, sk: SecretKey, steps=(), conjugation: bool = False) -> GaloisKeys:
+        n = self.ctx.params.ring_degree
+        elements = {galois_element_for_rotation(s, n) for s in steps if s % (n // 2) != 0}
+        if conjugation:
+            elements.add(galois_element_for_conjugation(n))
+        keys = {g: self.galois_key(sk, g) for g in sorted(elements)}
+        return GaloisKeys(keys=keys, params_id=sk.params_id, key_id=sk.key_id)
+
+    def rekey(self, old: SecretKey, new: SecretKey) -> SwitchingKey:
+        """The switching key old -> new, for rewrapping ciphertexts without decrypting them."""
+        return self.switching_key(old.ntt, new, f"key:{old.key_id}")

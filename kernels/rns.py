@@ -188,14 +188,15 @@ def _garner_digits_to_float(r, digits, moduli, inv_table, mu, k, radix_weights):
 
 
 @njit(parallel=True, cache=True)
-def rns_to_float_centered(x, out, moduli, inv_table, mu, k, radix_weights, half_fraction_weights):
+def rns_to_float_centered(x, out, moduli, inv_table, mu, k, radix_weights, half_digits):
     """out[j] = the centered value of x mod M as float64, M = prod(moduli); x: (m, N).
 
     Garner's mixed-radix conversion [Garner 1959] keeps every step in 64-bit
     words. ``inv_table[j, i] = q_j^{-1} mod q_i``, ``radix_weights[j] =
-    prod_{i<j} q_i`` and ``half_fraction_weights[j] = radix_weights[j] / M``.
-    A value in the upper half is converted as -(M - x), from negated
-    residues, so a small negative number keeps its full float precision.
+    prod_{i<j} q_i``, ``half_digits`` the mixed-radix digits of floor(M/2).
+    The sign test compares digits from the top, so it is exact; a value in
+    the upper half is converted as -(M - x), from negated residues, so a
+    small negative number keeps its full float precision.
     """
     m, n = x.shape
     for j in prange(n):
@@ -203,16 +204,17 @@ def rns_to_float_centered(x, out, moduli, inv_table, mu, k, radix_weights, half_
         digits = np.empty(m, dtype=np.uint64)
         for i in range(m):
             r[i] = x[i, j]
-        _garner_digits_to_float(r, digits, moduli, inv_table, mu, k, radix_weights)
-        frac = 0.0
+        value = _garner_digits_to_float(r, digits, moduli, inv_table, mu, k, radix_weights)
+        upper = False
         for i in range(m - 1, -1, -1):
-            frac += float(digits[i]) * half_fraction_weights[i]
-        if frac < 0.5:
-            out[j] = _garner_digits_to_float(r, digits, moduli, inv_table, mu, k, radix_weights)
-        else:
+            if digits[i] != half_digits[i]:
+                upper = digits[i] > half_digits[i]
+                break
+        if upper:
             for i in range(m):
                 r[i] = np.uint64(0) if r[i] == np.uint64(0) else moduli[i] - r[i]
-            out[j] = -_garner_digits_to_float(r, digits, moduli, inv_table, mu, k, radix_weights)
+            value = -_garner_digits_to_float(r, digits, moduli, inv_table, mu, k, radix_weights)
+        out[j] = value
 
 
 class GarnerTable:
@@ -230,12 +232,16 @@ class GarnerTable:
         self.mu = np.array([c[0] for c in consts], dtype=np.uint64)
         self.k = np.array([c[1] for c in consts], dtype=np.uint64)
         weights = [math.prod(moduli[:j]) for j in range(m)]
-        big_m = math.prod(moduli)
         self.radix_weights = np.array([float(w) for w in weights], dtype=np.float64)
-        self.half_fraction_weights = np.array([w / big_m for w in weights], dtype=np.float64)
+        half = math.prod(moduli) // 2
+        digits = []
+        for q in moduli:
+            digits.append(half % q)
+            half //= q
+        self.half_digits = np.array(digits, dtype=np.uint64)
 
     def args(self):
-        return (self.moduli, self.inv_table, self.mu, self.k, self.radix_weights, self.half_fraction_weights)
+        return (self.moduli, self.inv_table, self.mu, self.k, self.radix_weights, self.half_digits)
 
 
 def pow2_mod_table(moduli, max_exponent: int = 1100) -> np.ndarray:

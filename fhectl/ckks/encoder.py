@@ -44,7 +44,8 @@ class Encoder:
         if not (np.isfinite(scale) and scale >= 1.0):
             raise InputError(f"scale {scale} must be a finite number >= 1")
         z = self.slots_vector(values)
-        coeffs = encode_slots(z, self.ctx.embedding) * scale
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported just below
+            coeffs = encode_slots(z, self.ctx.embedding) * scale
         peak = float(np.max(np.abs(coeffs))) if coeffs.size else 0.0
         if not np.isfinite(peak) or peak >= _MAX_ABS_COEFF:
             raise InputError(f"values times scale 2^{np.log2(scale):.1f} overflow float64 (peak coefficient {peak:.3g})")

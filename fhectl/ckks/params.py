@@ -202,6 +202,8 @@ class Parameters:
                     "it is for tests only: pass --insecure to use it anyway"
                 )
             security_bits = 0
+        elif (bound is None or log_qp > bound) and allow_insecure:
+            security_bits = 0
         elif bound is None or log_qp > bound:
             detail = (
                 f"log2 QP = {log_qp:.1f} exceeds {bound} bits, the 128-bit bound at N = 2^{lit.log_n}"

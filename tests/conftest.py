@@ -1,0 +1,57 @@
+"""Shared fixtures: contexts and keys for the insecure test profile, built once per session.
+
+Randomness in tests comes from ``SeededRandom`` with a seed named after the
+fixture, so failures reproduce; the library's default stays the OS CSPRNG.
+"""
+
+import os
+import zlib
+
+import numpy as np
+import pytest
+
+from fhectl.ckks.context import CKKSContext
+from fhectl.ckks.encryptor import Decryptor, Encryptor
+from fhectl.ckks.evaluator import Evaluator
+from fhectl.ckks.keys import KeyGenerator
+from fhectl.ckks.params import load_parameters
+from fhectl.ckks.sampling import SeededRandom
+
+
+@pytest.fixture(scope="session")
+def tiny_params():
+    return load_parameters("tiny-insecure", allow_insecure=True)
+
+
+class Kit:
+    """A context with keys, encryptor, decryptor and evaluator for tests."""
+
+    def __init__(self, params, seed: str, rotations=(1, 2, 3, -1, 5, 7, 16)):
+        self.params = params
+        self.ctx = CKKSContext(params)
+        self.keygen = KeyGenerator(self.ctx, SeededRandom(seed))
+        self.sk = self.keygen.secret_key()
+        self.pk = self.keygen.public_key(self.sk)
+        self.rlk = self.keygen.relin_key(self.sk)
+        self.gk = self.keygen.galois_keys(self.sk, rotations, conjugation=True)
+        self.encryptor = Encryptor(self.ctx, self.pk, random=SeededRandom(seed + "/enc"))
+        self.decryptor = Decryptor(self.ctx, self.sk)
+        self.evaluator = Evaluator(self.ctx, self.rlk, self.gk)
+        self.rng = np.random.default_rng(zlib.crc32(seed.encode()))
+
+    def random_slots(self, complex_values=True, bound=1.0):
+        s = self.params.slots
+        x = self.rng.uniform(-bound, bound, s)
+        if complex_values:
+            x = x + 1j * self.rng.uniform(-bound, bound, s)
+        return x
+
+
+@pytest.fixture(scope="session")
+def kit(tiny_params):
+    return Kit(tiny_params, "tests/kit")
+
+
+def openfhe_required() -> bool:
+    """In CI (or with FHECTL_REQUIRE_OPENFHE=1) a missing openfhe fails instead of skipping."""
+    return os.environ.get("CI") == "true" or os.environ.get("FHECTL_REQUIRE_OPENFHE") == "1"

@@ -23,14 +23,14 @@ def galois_element_for_conjugation(ring_degree: int) -> int:
 
 
 def ntt_automorphism_permutation(galois_element: int, ring_degree: int) -> np.ndarray:
-    """perm with (a o X^g)_ntt[j] = a_ntt[perm[j]], int64 (N,)."""
+    """perm with (a o X^g)_ntt[j] = a_ntt[perm[j]], uint64 (N,) (unsigned: no wraparound checks)."""
     n = ring_degree
     if galois_element % 2 == 0:
         raise ValueError(f"Galois element {galois_element} is even")
     rev = bit_reverse_permutation(n)  # brv is an involution: it maps index <-> exponent slot
     j = np.arange(n, dtype=np.int64)
     exponent = (2 * rev[j] + 1) * galois_element % (2 * n)
-    return rev[(exponent - 1) // 2].astype(np.int64)
+    return rev[(exponent - 1) // 2].astype(np.uint64)
 
 
 @njit(parallel=True, cache=True)
@@ -40,7 +40,7 @@ def automorphism_ntt(a, out, perm):
     for r in prange(nb * nl):
         s = r // nl
         i = r % nl
-        for j in range(n):
+        for j in range(np.uint64(n)):
             out[s, i, j] = a[s, i, perm[j]]
 
 

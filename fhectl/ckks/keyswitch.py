@@ -29,34 +29,32 @@ def decompose(ctx: CKKSContext, d, level: int):
     n = ctx.params.ring_degree
     q_rows = ctx.q_rows(level)
     p_rows = ctx.p_rows
+    width = len(q_rows) + len(p_rows)
     coeff = be.copy(d)
     be.intt(coeff, q_rows)
-    parts = []
-    for digit in ctx.params.digits(level):
+    digits = ctx.params.digits(level)
+    ext = be.empty((len(digits), width, n))
+    for j, digit in enumerate(digits):
+        src = be.limbs(coeff, digit.start, digit.stop)
         drows = tuple(digit)
-        target = tuple(r for r in q_rows if r not in digit) + p_rows
-        converted = be.empty((1, len(target), n))
-        be.basis_convert(be.limbs(coeff, digit.start, digit.stop), converted, drows, target)
-        be.ntt(converted, target)
-        # target order is Q_l minus the digit, then P: splice the digit's own limbs back in.
-        parts.append(
-            be.concat_limbs(
-                [
-                    be.limbs(converted, 0, digit.start),
-                    be.limbs(d, digit.start, digit.stop),
-                    be.limbs(converted, digit.start, len(target)),
-                ]
-            )
-        )
-    return be.stack_polys(parts)
+        # Converted limbs go straight to their places around the digit's own limbs.
+        for lo, hi in ((0, digit.start), (digit.stop, width)):
+            if lo == hi:
+                continue
+            rows = (q_rows + p_rows)[lo:hi]
+            dst = be.limbs(be.polys(ext, j, j + 1), lo, hi)
+            be.basis_convert(src, dst, drows, rows)
+            be.ntt(dst, rows)
+        be.assign(be.limbs(be.polys(ext, j, j + 1), digit.start, digit.stop), be.limbs(d, digit.start, digit.stop))
+    return ext
 
 
-def inner_product(ctx: CKKSContext, ext, key: SwitchingKey, level: int):
-    """sum_j ext_j * (b_j, a_j) over Q_l and P: (2, l+1+K, N)."""
+def inner_product(ctx: CKKSContext, ext, key: SwitchingKey, level: int, galois_element: int = 1):
+    """sum_j sigma_g(ext_j) * (b_j, a_j) over Q_l and P: (2, l+1+K, N); g = 1 is no automorphism."""
     be = ctx.backend
     rows = ctx.qp_rows(level)
     out = be.empty((2, len(rows), ctx.params.ring_degree))
-    be.keyswitch_inner_product(ext, key.data, out, rows)
+    be.keyswitch_inner_product(ext, key.data, out, rows, galois_element)
     return out
 
 

@@ -1,0 +1,35 @@
+"""The `fhectl` command: one module per subcommand, registered here."""
+
+from __future__ import annotations
+
+import typer
+
+from fhectl import __version__
+from fhectl.cli import demo_cmd, env_cmd
+from fhectl.cli.errors import EXIT_CODES_HELP
+
+app = typer.Typer(
+    name="fhectl",
+    help="CKKS keys, encryption, encrypted GPT-2 inference and benchmarks on fhectl's Numba RNS-CKKS engine.\n\n"
+    + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"fhectl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    pass
+
+
+app.command("demo")(demo_cmd.demo)
+app.command("env")(env_cmd.env)

@@ -1,0 +1,32 @@
+"""Option types shared by several commands, defined once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+Profile = Annotated[
+    str,
+    typer.Option("--profile", "-p", help="Parameter profile: a name from profiles/ or a path to a YAML file."),
+]
+Insecure = Annotated[
+    bool,
+    typer.Option("--insecure", help="Allow parameters below 128-bit security (tests and toy examples only)."),
+]
+Device = Annotated[
+    str,
+    typer.Option("--device", "-d", help="Where kernels run: auto (CUDA if a GPU is usable, else CPU), cpu or cuda."),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")]
+Keyring = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--keyring",
+        envvar="FHECTL_KEYRING",
+        help="Keyring directory (default ~/.fhectl/keyring; env FHECTL_KEYRING).",
+        show_default=False,
+    ),
+]
+KeyName = Annotated[str, typer.Option("--name", "-n", help="Key set name in the keyring.")]

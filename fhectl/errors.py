@@ -74,3 +74,10 @@ class DomainError(FhectlError):
     """A value fell outside the domain an approximation polynomial was built for."""
 
     exit_code = 7
+
+
+class OutputExistsError(InputError, FileExistsError):
+    """An output file or key version already exists and overwriting it was not allowed.
+
+    Also a FileExistsError, so code that catches the OS error still works.
+    """

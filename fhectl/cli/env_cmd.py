@@ -2,70 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
-import platform
-
+from fhectl.bench.environment import environment
 from fhectl.cli import console
 from fhectl.cli.errors import guarded
 from fhectl.cli.options import Json
-
-PACKAGES = ("fhectl", "numpy", "numba", "llvmlite", "numba-cuda", "openfhe", "typer", "rich", "pyyaml",
-            "cryptography", "safetensors", "tokenizers", "matplotlib")
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def gpu_info() -> dict:
-    """What CUDA reports, without failing where there is none."""
-    try:
-        from fhectl.ckks.backend_cuda import cuda_available
-    except ImportError as exc:
-        return {"available": False, "reason": f"CUDA backend not importable: {exc}"}
-    ok, why = cuda_available()
-    info = {"available": ok, "reason": why}
-    if ok:
-        try:
-            from numba import cuda
-
-            dev = cuda.get_current_device()
-            info["name"] = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
-            info["compute_capability"] = ".".join(map(str, dev.compute_capability))
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
-            info["detail_error"] = str(exc)
-    return info
-
-
-def environment() -> dict:
-    import numba
-
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "numba_threads": numba.get_num_threads(),
-        "numba_threading_layer": numba.config.THREADING_LAYER,
-        "numba_targets": ["cpu"] + (["cuda"] if gpu_info().get("available") else []),
-        "gpu": gpu_info(),
-        "packages": versions,
-        "env": {k: v for k, v in os.environ.items() if k.startswith(("FHECTL_", "NUMBA_", "OMP_"))},
-    }
 
 
 @guarded

@@ -1,0 +1,466 @@
+"""A keyring directory of versioned key sets.
+
+Layout (every directory mode 0700)::
+
+    <keyring>/                      default ~/.fhectl/keyring, or $FHECTL_KEYRING, or an argument
+      <name>/                       one key set, e.g. "default"
+        .lock                       flock target for writers (holds the holder's pid)
+        v1/
+          manifest.json             name, profile, params_id, key_id, version, created (UTC ISO 8601),
+                                    status (primary|active|retired), status_changed, sealed,
+                                    files {relative name: sha256 hex}
+          secret/secret-key.fhe     mode 0600, created exclusively; sealed if a passphrase was given
+          public/public-key.fhe     mode 0644: public-key, relin-key, galois-keys, ...
+        v2/ ...
+
+The keyring stores :class:`~fhectl.io.container.Container` objects the caller has built; it
+does not know CKKS. A version directory is assembled under a temporary name and renamed into
+place while the key set's lock is held, so a version either exists completely or not at all,
+and an existing version is never overwritten.
+
+Exactly one primary: promoting a version first writes its manifest as primary, then demotes
+the old primary. A crash in between leaves two primaries; :meth:`Keyring.get` then takes the
+one promoted last (``status_changed``) and the next :meth:`Keyring.set_status` repairs it. The
+status stays in each manifest (one file describes one version completely) rather than in a
+separate per-set index.
+
+:meth:`Keyring.export_public` writes one container of kind "keyset-public" rather than a tar:
+the same loader, checksums and size limits then protect the import side, and there is no
+archive path handling (tar members with ``../`` names) to get wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from fhectl.errors import FormatError, KeyMismatchError, KeyringError, OutputExistsError
+
+from .atomic import atomic_write_bytes, fsync_directory
+from .container import (Container, bundle_containers, check_binding, read_container, read_header,
+                        unbundle_containers, write_container)
+from .secret_box import SCRYPT_N, is_sealed, open_container, seal_container
+
+ENV_VAR = "FHECTL_KEYRING"
+DEFAULT_PATH = "~/.fhectl/keyring"
+STATUSES = ("primary", "active", "retired")
+MANIFEST = "manifest.json"
+_MANIFEST_FORMAT = "fhectl-keyring-manifest"
+_MANIFEST_FIELDS = {"format", "manifest_version", "name", "version", "profile", "params_id", "key_id", "created",
+                    "status", "status_changed", "sealed", "files"}
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+_VERSION_DIR = re.compile(r"v([1-9][0-9]{0,8})\Z")
+_REL_FILE = re.compile(r"(secret|public)/([A-Za-z0-9][A-Za-z0-9._-]{0,63})\.fhe\Z")
+_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+
+
+def default_keyring_path() -> Path:
+    return Path(os.environ.get(ENV_VAR) or DEFAULT_PATH).expanduser()
+
+
+def _now(precise: bool = False) -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ" if precise else "%Y-%m-%dT%H:%M:%SZ")
+
+
+def _check_name(name: str, what: str = "key set name") -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise KeyringError(f"{what} {name!r} must be 1-64 characters [A-Za-z0-9._-], not starting with '.', '_' or '-'")
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class KeyVersion:
+    """One version of a key set, as its manifest describes it."""
+
+    name: str
+    version: int
+    profile: str
+    params_id: str
+    key_id: str
+    created: str
+    status: str
+    status_changed: str
+    sealed: bool
+    files: dict  # relative path ("secret/secret-key.fhe") -> sha256 hex
+    path: Path  # the version directory
+
+    @property
+    def secret_files(self) -> list[str]:
+        return [m.group(2) for m in map(_REL_FILE.match, self.files) if m.group(1) == "secret"]
+
+    @property
+    def public_files(self) -> list[str]:
+        return [m.group(2) for m in map(_REL_FILE.match, self.files) if m.group(1) == "public"]
+
+    def manifest(self) -> dict:
+        return {"format": _MANIFEST_FORMAT, "manifest_version": 1, "name": self.name, "version": self.version,
+                "profile": self.profile, "params_id": self.params_id, "key_id": self.key_id,
+                "created": self.created, "status": self.status, "status_changed": self.status_changed,
+                "sealed": self.sealed, "files": dict(self.files)}
+
+
+def _parse_manifest(path: Path, name: str, version: int) -> KeyVersion:
+    try:
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise KeyringError(f"{path}: missing manifest for version {version} of key set {name!r}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise KeyringError(f"{path}: corrupt manifest: {exc}") from None
+
+    def bad(what: str) -> KeyringError:
+        return KeyringError(f"{path}: corrupt manifest: {what}")
+
+    if not isinstance(doc, dict) or set(doc) != _MANIFEST_FIELDS:
+        raise bad(f"fields must be {sorted(_MANIFEST_FIELDS)}")
+    if doc["format"] != _MANIFEST_FORMAT or doc["manifest_version"] != 1:
+        raise bad(f"unknown format {doc['format']!r} version {doc['manifest_version']!r}")
+    if doc["name"] != name or doc["version"] != version or type(doc["version"]) is not int:
+        raise bad(f"describes {doc['name']!r} version {doc['version']!r}, but lies under {name!r} v{version}")
+    if doc["status"] not in STATUSES:
+        raise bad(f"status {doc['status']!r} is not one of {', '.join(STATUSES)}")
+    if not all(isinstance(doc[k], str) for k in ("profile", "params_id", "key_id", "created", "status_changed")) \
+            or type(doc["sealed"]) is not bool:
+        raise bad("profile, params_id, key_id, created, status_changed must be strings and sealed a boolean")
+    files = doc["files"]
+    if not isinstance(files, dict) or not files or not all(
+            isinstance(k, str) and _REL_FILE.match(k) and isinstance(v, str) and _SHA256.match(v)
+            for k, v in files.items()):
+        raise bad("files must map 'secret/<name>.fhe' or 'public/<name>.fhe' to a sha256 hex digest")
+    return KeyVersion(name, version, doc["profile"], doc["params_id"], doc["key_id"], doc["created"], doc["status"],
+                      doc["status_changed"], doc["sealed"], files, path.parent)
+
+
+def _manifest_bytes(kv: KeyVersion) -> bytes:
+    return (json.dumps(kv.manifest(), indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def read_public_export(path: str | os.PathLike, *, max_bytes: int | None = None) -> tuple[dict, dict[str, Container]]:
+    """Read a file written by :meth:`Keyring.export_public`: (its meta, {file name: container})."""
+    bundle = read_container(path, expected_kind="keyset-public", max_bytes=max_bytes)
+    members = unbundle_containers(bundle, os.fspath(path))
+    for file, c in members.items():
+        check_binding(c, params_id=bundle.params_id, key_id=bundle.key_id, source=f"{os.fspath(path)} member {file!r}",
+                      against="the bundle")
+    return {k: v for k, v in bundle.meta.items() if k != "members"}, members
+
+
+class Keyring:
+    """A keyring directory; see the module docstring for the layout."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root).expanduser() if root is not None else default_keyring_path()
+        self._held: dict[str, list[int]] = {}  # name -> [fd, depth]: lock() is re-entrant per Keyring object
+
+    # -- paths and directories ------------------------------------------------------------------
+
+    def _set_dir(self, name: str) -> Path:
+        _check_name(name)
+        return self.root / name
+
+    def _make_dirs(self, path: Path) -> None:
+        """Create ``path`` and missing parents, each new directory mode 0700."""
+        missing = []
+        p = path
+        while not p.exists():
+            missing.append(p)
+            p = p.parent
+        for d in reversed(missing):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(d, 0o700)
+                os.chmod(d, 0o700)
+
+    # -- locking --------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """Hold the key set's exclusive lock (non-blocking); another holder -> KeyringError."""
+        set_dir = self._set_dir(name)
+        held = self._held.get(name)
+        if held is not None:
+            held[1] += 1
+            try:
+                yield
+            finally:
+                held[1] -= 1
+            return
+        self._make_dirs(set_dir)
+        fd = os.open(set_dir / ".lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise KeyringError(f"another fhectl process holds the lock on key set {name!r} (pid {holder})") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            self._held[name] = [fd, 1]
+            yield
+        finally:
+            self._held.pop(name, None)
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def list_key_sets(self) -> list[str]:
+        """Names of the key sets that have at least one version."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir()
+                      if _NAME.match(p.name) and p.is_dir() and any(_VERSION_DIR.match(q.name) for q in p.iterdir()))
+
+    def versions(self, name: str) -> list[KeyVersion]:
+        """Every version of ``name``, oldest first."""
+        set_dir = self._set_dir(name)
+        numbers = sorted(int(m.group(1)) for m in (_VERSION_DIR.match(p.name) for p in set_dir.iterdir()) if m) \
+            if set_dir.is_dir() else []
+        if not numbers:
+            known = ", ".join(self.list_key_sets()) or "none"
+            raise KeyringError(f"no key set {name!r} in keyring {self.root} (key sets: {known})")
+        return [_parse_manifest(set_dir / f"v{n}" / MANIFEST, name, n) for n in numbers]
+
+    def next_version(self, name: str) -> int:
+        try:
+            return self.versions(name)[-1].version + 1
+        except KeyringError:
+            return 1
+
+    def get(self, name: str, version: int | None = None) -> KeyVersion:
+        """A version of ``name``; the primary one when ``version`` is None."""
+        all_versions = self.versions(name)
+        if version is None:
+            primaries = [kv for kv in all_versions if kv.status == "primary"]
+            if not primaries:
+                raise KeyringError(f"key set {name!r} has no primary version "
+                                   f"(versions: {', '.join(str(kv.version) for kv in all_versions)}); promote one")
+            return max(primaries, key=lambda kv: (kv.status_changed, kv.version))
+        for kv in all_versions:
+            if kv.version == version:
+                return kv
+        raise KeyringError(f"key set {name!r} has no version {version} "
+                           f"(versions: {', '.join(str(kv.version) for kv in all_versions)})")
+
+    def _usable(self, name: str, version: int | None, allow_retired: bool, purpose: str) -> KeyVersion:
+        kv = self.get(name, version)
+        if kv.status == "retired" and not allow_retired:
+            if purpose == "decryption":
+                raise KeyringError(f"key version {kv.version} of {name!r} is retired; files under it must be "
+                                   "rewrapped (fhectl rotate) before retirement")
+            raise KeyringError(f"key version {kv.version} of {name!r} is retired; "
+                               f"use the primary version for {purpose}")
+        return kv
+
+    def _read_file(self, kv: KeyVersion, part: str, file: str) -> Container:
+        rel = f"{part}/{file}.fhe"
+        if rel not in kv.files:
+            names = kv.secret_files if part == "secret" else kv.public_files
+            raise KeyringError(f"key set {kv.name!r} version {kv.version} has no {part} file {file!r} "
+                               f"(has: {', '.join(names) or 'none'})")
+        path = kv.path / rel
+
+        def mismatch(actual: str) -> KeyringError:
+            return KeyringError(f"{path}: fingerprint mismatch: manifest records sha256 {kv.files[rel][:16]}..., "
+                                f"file has {actual[:16]}... (modified or corrupted)")
+
+        if not path.is_file():
+            raise KeyringError(f"{path}: missing, but listed in the manifest of {kv.name!r} v{kv.version}")
+        hasher = hashlib.sha256()  # fed every byte as the container is read: one pass over the file
+        try:
+            c = read_container(path, _hasher=hasher)
+        except FormatError as exc:  # report the keyring-level fact first when the file was changed
+            actual = _file_sha256(path)
+            if actual != kv.files[rel]:
+                raise mismatch(actual) from exc
+            raise
+        if hasher.hexdigest() != kv.files[rel]:
+            raise mismatch(hasher.hexdigest())
+        return c
+
+    def _check_manifest_binding(self, kv: KeyVersion, c: Container, source: str) -> None:
+        check_binding(c, params_id=kv.params_id, key_id=kv.key_id, key_version=kv.version, source=source,
+                      against=f"manifest of {kv.name!r}")
+
+    def read_secret(self, name: str, version: int | None, file: str, passphrase: bytes | None = None, *,
+                    allow_retired: bool = False) -> Container:
+        """A secret container (opened with ``passphrase`` if sealed). Retired versions are refused."""
+        kv = self._usable(name, version, allow_retired, "decryption")
+        c = self._read_file(kv, "secret", file)
+        source = str(kv.path / "secret" / f"{file}.fhe")
+        if is_sealed(c):
+            if passphrase is None:
+                raise KeyringError(f"{source} is passphrase-protected; a passphrase is needed "
+                                   "(prompt, env:VARNAME or file:PATH)")
+            c = open_container(c, passphrase, source)
+        self._check_manifest_binding(kv, c, source)
+        return c
+
+    def read_public(self, name: str, version: int | None, file: str, *, allow_retired: bool = False) -> Container:
+        """A public container (public key, relinearization key, Galois keys...)."""
+        kv = self._usable(name, version, allow_retired, "encryption or evaluation")
+        c = self._read_file(kv, "public", file)
+        self._check_manifest_binding(kv, c, str(kv.path / "public" / f"{file}.fhe"))
+        return c
+
+    def verify(self, name: str, version: int | None = None) -> KeyVersion:
+        """Recompute every fingerprint and check permissions and bindings; KeyringError lists each problem."""
+        kv = self.get(name, version)
+        problems = []
+        for rel, digest in kv.files.items():
+            path = kv.path / rel
+            try:
+                actual = _file_sha256(path)
+            except FileNotFoundError:
+                problems.append(f"{rel}: missing")
+                continue
+            if actual != digest:
+                problems.append(f"{rel}: sha256 {actual[:16]}... does not match the manifest's {digest[:16]}...")
+                continue
+            if rel.startswith("secret/") and os.stat(path).st_mode & 0o077:
+                problems.append(f"{rel}: mode {os.stat(path).st_mode & 0o777:04o} lets others read a secret; chmod 600")
+            try:
+                header = read_header(path)
+                check_binding(Container(header.kind, header.params_id, header.key_id, header.key_version),
+                              params_id=kv.params_id, key_id=kv.key_id, key_version=kv.version, source=rel,
+                              against="the manifest")
+            except (FormatError, KeyMismatchError) as exc:
+                problems.append(str(exc))
+        for part in ("secret", "public"):
+            if (kv.path / part).is_dir():
+                for p in sorted((kv.path / part).iterdir()):
+                    if f"{part}/{p.name}" not in kv.files:
+                        problems.append(f"{part}/{p.name}: not listed in the manifest")
+        if problems:
+            raise KeyringError(f"key set {name!r} version {kv.version} failed verification: " + "; ".join(problems))
+        return kv
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def create_key_set(self, name: str, version: int, profile: str, params_id: str, key_id: str,
+                       secret: dict[str, Container], public: dict[str, Container], *,
+                       passphrase: bytes | None = None, status: str | None = None,
+                       scrypt_n: int = SCRYPT_N) -> KeyVersion:
+        """Store a new version. Containers must carry ``params_id`` and ``key_id``; a key_version of
+        None is stamped with ``version``. Secret containers are sealed when ``passphrase`` is given.
+
+        ``status`` defaults to "primary" for a key set's first version and "active" otherwise;
+        "primary" demotes the previous primary to "active". An existing version -> OutputExistsError.
+        """
+        set_dir = self._set_dir(name)
+        if type(version) is not int or version < 1:
+            raise KeyringError(f"key version must be an integer >= 1, not {version!r}")
+        if status is not None and status not in STATUSES:
+            raise KeyringError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+        if not secret and not public:
+            raise KeyringError(f"key set {name!r} version {version}: nothing to store")
+        both = sorted(set(secret) & set(public))
+        if both:
+            raise KeyringError(f"key file names {both} are both secret and public")
+        files: dict[str, Container] = {}
+        for part, group in (("secret", secret), ("public", public)):
+            for file, c in group.items():
+                _check_name(file, "key file name")
+                check_binding(c, params_id=params_id, key_id=key_id, source=f"{part} file {file!r}",
+                              against=f"key set {name!r} version {version}")
+                if c.key_version is None:
+                    c = replace(c, key_version=version)
+                check_binding(c, key_version=version, source=f"{part} file {file!r}",
+                              against=f"key set {name!r}")
+                if part == "secret" and passphrase is not None:
+                    c = seal_container(c, passphrase, scrypt_n=scrypt_n)
+                files[f"{part}/{file}.fhe"] = c
+
+        with self.lock(name):
+            existing = self.versions(name) if any(_VERSION_DIR.match(p.name) for p in set_dir.iterdir()) else []
+            version_dir = set_dir / f"v{version}"
+            if any(kv.version == version for kv in existing) or os.path.lexists(version_dir):
+                raise OutputExistsError(f"key set {name!r} already has version {version} ({version_dir}); "
+                                        "refusing to overwrite it")
+            old_primaries = [kv for kv in existing if kv.status == "primary"]
+            if status is None:
+                status = "active" if old_primaries else "primary"
+            tmp = set_dir / f".v{version}.tmp-{secrets.token_hex(4)}"
+            try:
+                for d in (tmp, tmp / "secret", tmp / "public"):
+                    os.mkdir(d, 0o700)
+                    os.chmod(d, 0o700)
+                digests = {}
+                for rel, c in files.items():
+                    mode = 0o600 if rel.startswith("secret/") else 0o644
+                    digests[rel] = write_container(tmp / rel, c, mode=mode, exclusive=True)
+                now = _now(precise=True)
+                kv = KeyVersion(name, version, profile, params_id, key_id, _now(), status, now,
+                                passphrase is not None and bool(secret), digests, version_dir)
+                atomic_write_bytes(tmp / MANIFEST, _manifest_bytes(kv), mode=0o644, exclusive=True)
+                fsync_directory(str(tmp))
+                os.rename(tmp, version_dir)
+                fsync_directory(str(set_dir))
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            if status == "primary":
+                for old in old_primaries:
+                    self._write_status(old, "active")
+        return self.get(name, version)
+
+    def _write_status(self, kv: KeyVersion, status: str) -> KeyVersion:
+        new = replace(kv, status=status, status_changed=_now(precise=True))
+        atomic_write_bytes(kv.path / MANIFEST, _manifest_bytes(new), mode=0o644)
+        return new
+
+    def set_status(self, name: str, version: int, status: str) -> KeyVersion:
+        """Change a version's status, keeping exactly one primary.
+
+        Promoting to "primary" demotes the current primary to "active"; the primary itself cannot be
+        made active or retired directly (promote another version first).
+        """
+        if status not in STATUSES:
+            raise KeyringError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+        with self.lock(name):
+            all_versions = self.versions(name)
+            kv = self.get(name, version)
+            if status == "primary":
+                if kv.status != "primary" or sum(v.status == "primary" for v in all_versions) > 1:
+                    kv = self._write_status(kv, "primary")
+                for other in all_versions:
+                    if other.status == "primary" and other.version != version:
+                        self._write_status(other, "active")
+                return kv
+            if kv.status == "primary":
+                raise KeyringError(f"version {version} of {name!r} is the primary; promote another version to "
+                                   f"primary before making it {status} (a key set keeps exactly one primary)")
+            return kv if kv.status == status else self._write_status(kv, status)
+
+    def export_public(self, name: str, version: int | None, dest_path: str | os.PathLike, *,
+                      overwrite: bool = False, allow_retired: bool = False) -> str:
+        """Bundle the version's public containers into one "keyset-public" file; returns its sha256 hex."""
+        kv = self._usable(name, version, allow_retired, "export")
+        members = {file: self.read_public(name, kv.version, file, allow_retired=allow_retired)
+                   for file in kv.public_files}
+        if not members:
+            raise KeyringError(f"key set {name!r} version {kv.version} has no public files to export")
+        bundle = bundle_containers("keyset-public", members, params_id=kv.params_id, key_id=kv.key_id,
+                                   key_version=kv.version,
+                                   meta={"name": name, "profile": kv.profile, "created": kv.created})
+        return write_container(dest_path, bundle, mode=0o644, exclusive=not overwrite)

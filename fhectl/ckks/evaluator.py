@@ -5,11 +5,15 @@ A product multiplies scales; ``rescale`` divides by the top prime q_l and
 drops it. Binary operations bring both operands to the lower of their levels
 (dropping primes is free and exact). Additions need equal scales: the scales
 here are tracked exactly, and two are accepted as equal within a relative
-2**-20 (primes near 2**scale_bits keep every chain within that); the error so
-introduced is at most that relative amount of the smaller operand.
+2**-16: squaring chains drift by about 2**-18 when the primes lie within
+2**-28 of 2**scale_bits (measured on polynomial evaluations at N = 2^10);
+the error so introduced is at most that relative amount of the smaller
+operand. Where a caller can, it avoids the drift altogether by giving
+``mul_const`` a target scale.
 
 Multiplying by a non-integer constant encodes it at scale q_l, so that the
-following ``rescale`` returns exactly to the ciphertext's previous scale.
+following ``rescale`` returns exactly to the ciphertext's previous scale, or
+at scale target * q_l / scale, so that it lands exactly on ``target``.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from fhectl.errors import (
     ScaleMismatchError,
 )
 
-SCALE_TOLERANCE = 2.0**-20
+SCALE_TOLERANCE = 2.0**-16
 
 
 class Evaluator:
@@ -177,18 +181,29 @@ class Evaluator:
         self.be.mul_scalar(a.data, out, rows, [int(k)] * len(rows))
         return self._like(a, out)
 
-    def mul_const(self, a: Ciphertext, c: float) -> Ciphertext:
-        """a * c for a real c, encoded at scale q_l: rescale() afterwards restores a's scale exactly."""
+    def mul_const(self, a: Ciphertext, c: float, target_scale: float | None = None) -> Ciphertext:
+        """a * c for a real c. After rescale() the scale is a's own (default) or exactly ``target_scale``."""
         if not math.isfinite(c):
             raise InputError(f"mul: constant {c} is not finite")
         if a.level == 0:
             raise LevelError("mul by a constant needs a level to rescale afterwards; ciphertext is at level 0")
         q_top = self.ctx.params.moduli_q[a.level]
-        const = round(c * q_top)
+        const_scale = q_top if target_scale is None else target_scale * q_top / a.scale
+        if not 1.0 <= const_scale < 2.0**62:
+            raise ScaleMismatchError(f"mul: target scale 2^{math.log2(target_scale):.2f} is out of reach from "
+                                     f"2^{math.log2(a.scale):.2f} at level {a.level}")
+        const = round(c * const_scale)
         out = self.be.empty(a.data.shape)
         rows = self.ctx.q_rows(a.level)
         self.be.mul_scalar(a.data, out, rows, [const] * len(rows))
-        return self._like(a, out, scale=a.scale * q_top)
+        return self._like(a, out, scale=a.scale * const_scale)
+
+    def mul_values(self, a: Ciphertext, values) -> Ciphertext:
+        """a * values slot by slot (a plaintext vector), encoded at scale q_l: rescale() restores a's scale."""
+        if a.level == 0:
+            raise LevelError("mul by a plaintext vector needs a level to rescale afterwards; ciphertext is at level 0")
+        pt = self.encoder.encode(values, level=a.level, scale=self.ctx.params.moduli_q[a.level])
+        return self.mul(a, pt)
 
     def square(self, a: Ciphertext) -> Ciphertext:
         return self.mul(a, a)

@@ -19,7 +19,7 @@ from fhectl.errors import InputError
 
 app = typer.Typer(help="Benchmark fhectl (and OpenFHE) and write a report under bench_results/.")
 
-QUICK_PROFILE = "tiny-insecure"
+QUICK_PROFILE = "tiny-deep-insecure"
 
 
 def parse_int_list(text: str, what: str) -> list[int]:

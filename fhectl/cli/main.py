@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from fhectl import __version__
-from fhectl.cli import bench_cmd, demo_cmd, env_cmd
+from fhectl.cli import bench_cmd, demo_cmd, env_cmd, infer_cmd
 from fhectl.cli.errors import EXIT_CODES_HELP
 
 app = typer.Typer(
@@ -33,4 +33,5 @@ def _root(
 
 app.command("demo")(demo_cmd.demo)
 app.command("env")(env_cmd.env)
+app.command("infer")(infer_cmd.infer)
 app.add_typer(bench_cmd.app, name="bench")

@@ -61,6 +61,11 @@ class Layout:
             chunk //= 2
         return Layout(slots=slots, tokens=tokens, chunk=chunk)
 
+    @staticmethod
+    def max_tokens(slots: int, width: int) -> int:
+        """The most tokens one ciphertext holds for a model of this width (one chunk of features)."""
+        return max(1, slots // next_power_of_two(width))
+
     @property
     def period(self) -> int:
         return self.tokens * self.chunk

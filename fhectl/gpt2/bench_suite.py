@@ -1,0 +1,156 @@
+"""The `layers` and `block` benchmark suites: encrypted GPT-2 building blocks at each batch size.
+
+The batch size is the number of tokens packed per ciphertext. Every result
+carries the error of what was timed against float64, the rotation and
+key-switch counts, the levels used, and tokens per second. Weights are
+GPT-2-shaped random weights (seeded, and labelled as such in the report);
+the layer shapes and costs do not depend on the weight values.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from fhectl.ckks.params import Parameters
+from fhectl.ckks.precision import precision_bits
+from fhectl.ckks.sampling import SeededRandom
+from fhectl.gpt2 import approximations as approx
+from fhectl.gpt2.calibration import calibrate
+from fhectl.gpt2.config import GPT2Config
+from fhectl.gpt2.encrypted import ClientRefresh, Stats
+from fhectl.gpt2.inference import EncryptedGPT2
+from fhectl.gpt2.model import GPT2, gelu_tanh
+from fhectl.gpt2.packing import Layout
+from fhectl.gpt2.weights import random_weights
+
+WEIGHTS_SEED = 0
+
+
+def quick_model_config() -> GPT2Config:
+    """A tiny GPT-2 for the seconds-long --quick run (and CI)."""
+    return GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=16, vocab_size=64)
+
+
+def _result(suite, name, batch, device, seconds: list[float], prec, counters, levels, note=None, stages=None):
+    s = sorted(seconds)
+    q = lambda f: s[min(len(s) - 1, int(round(f * (len(s) - 1))))]  # noqa: E731
+    med = float(np.median(s))
+    return {
+        "suite": suite, "name": name, "impl": "fhectl", "batch_size": batch, "device": device,
+        "timing": {"median_s": med, "p25_s": q(0.25), "p75_s": q(0.75), "iqr_s": q(0.75) - q(0.25),
+                   "min_s": s[0], "max_s": s[-1], "repeats": len(s), "samples_s": seconds},
+        "precision_bits": prec, "tokens_per_s": batch / med if med > 0 else None,
+        "counters": counters, "levels_used": levels, "note": note, "stages": stages,
+    }
+
+
+def _timed(fn, repeat: int, warmup: int):
+    for _ in range(warmup):
+        fn()
+    out, times = None, []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return out, times
+
+
+def run(params: Parameters, suites, batch_sizes, device="cpu", repeat=3, warmup=1, tick=lambda s: None,
+        model_config: GPT2Config | None = None):
+    cfg = model_config or GPT2Config.gpt2_small()
+    w = random_weights(cfg, seed=WEIGHTS_SEED)
+    model = GPT2(w)
+    note = f"GPT-2-shaped random weights (seed {WEIGHTS_SEED}), n_embd {cfg.n_embd}, {cfg.n_head} heads"
+    limit = Layout.max_tokens(params.slots, cfg.n_embd)
+    results = []
+    for batch in batch_sizes:
+        if batch > min(limit, cfg.n_positions):
+            raise ValueError(f"batch size {batch} exceeds the {min(limit, cfg.n_positions)} tokens one ciphertext holds")
+        rng = np.random.default_rng(batch)  # benchmark inputs, not key material
+        prompts = [list(rng.integers(0, cfg.vocab_size, batch)) for _ in range(4)]
+        domains = calibrate(model, prompts, n_layer=1)
+        engine = EncryptedGPT2(w, params, domains, n_layers=1, max_tokens=batch, device=device,
+                               random=SeededRandom(f"bench/{batch}"))
+        ev, client, block = engine.server, engine.client, engine.blocks[0]
+        lay = engine.layout
+        ids = prompts[0]
+        x = model.embed(ids)
+        tr = model.trace(ids).blocks[0]
+        dev = engine.ctx.device
+
+        def counters_since(before):
+            return {k: ev.counters[k] - before[k] for k in ev.counters}
+
+        if "layers" in suites:
+            linears = {
+                f"c_attn {cfg.n_embd}x{3 * cfg.n_embd}": (block.c_attn, tr.ln_1),
+                f"attn.c_proj {cfg.n_embd}x{cfg.n_embd}": (block.attn_proj, tr.ln_1),
+                f"c_fc {cfg.n_embd}x{4 * cfg.n_embd}": (block.c_fc, tr.ln_2),
+                f"mlp.c_proj {4 * cfg.n_embd}x{cfg.n_embd}": (block.mlp_proj, tr.gelu),
+            }
+            for name, (lin, inp) in linears.items():
+                cts = [client.encryptor.encrypt(v) for v in lin.pack_input(inp)]
+                before = dict(ev.counters)
+                outs, times = _timed(lambda: lin.apply(ev, cts), repeat, warmup)
+                got = lin.unpack_output([client.decryptor.decrypt(c, params.slots).real for c in outs], batch)
+                want = inp @ lin.weight + (lin.bias if lin.bias is not None else 0)
+                per_run = {k: v // (repeat + warmup) for k, v in counters_since(before).items()}
+                results.append(_result("layers", name, batch, dev, times, precision_bits(got, want), per_run,
+                                       cts[0].level - outs[0].level, note))
+                tick(f"layers {name} x{batch}")
+            for name, ap in (("gelu", block.gelu), ("softmax exp", block.exp), ("softmax 1/sum", block.inverse),
+                             ("layernorm 1/sqrt", block.inv_sqrt_1)):
+                a, b = ap.interval
+                xs = np.random.default_rng(7).uniform(a, b, params.slots)
+                ct = client.encryptor.encrypt(xs)
+                out, times = _timed(lambda: approx.evaluate(ev, ct, ap), repeat, warmup)
+                got = client.decryptor.decrypt(out, params.slots).real
+                ref = gelu_tanh(xs) if name == "gelu" else ap.reference(xs)
+                results.append(_result("layers", name, batch, dev, times, precision_bits(got, ref), {},
+                                       ct.level - out.level, f"{note}; {ap.name} on [{a:.3g}, {b:.3g}]"))
+                tick(f"layers {name} x{batch}")
+            for name, fn in (("attention", block.attention), ("layernorm", None)):
+                h_ct = client.encrypt_hidden(lay, x)[0]
+                stats = Stats()
+                refresh = ClientRefresh(client, stats)
+                before = dict(ev.counters)
+                if fn is None:
+                    run_fn = lambda: block.layer_norm(ev, h_ct, block.inv_sqrt_1, refresh, "ln_1", block.domains.ln1_var,  # noqa: E731
+                                                      batch)
+                    want = (tr.x - tr.x.mean(1, keepdims=True)) / np.sqrt(tr.ln_1_var[:, None] + cfg.layer_norm_epsilon)
+                    width = cfg.n_embd
+                else:
+                    run_fn = lambda: fn(ev, h_ct, refresh, stats, batch)  # noqa: E731
+                    want = tr.attn_out
+                    width = cfg.n_embd
+                out, times = _timed(run_fn, repeat, warmup)
+                got = lay.unpack([client.decryptor.decrypt(out, params.slots).real], batch, width)
+                per_run = {k: v // (repeat + warmup) for k, v in counters_since(before).items()}
+                per_run["client_refreshes"] = stats.refresh_round_trips // (repeat + warmup)
+                results.append(_result("layers", name, batch, dev, times, precision_bits(got, want), per_run, None,
+                                       note))
+                tick(f"layers {name} x{batch}")
+        if "block" in suites:
+            stats = Stats()
+            refresh = ClientRefresh(client, stats)
+            before = dict(ev.counters)
+
+            def one_block():
+                h_ct = client.encrypt_hidden(lay, x)[0]
+                return block.forward(ev, h_ct, refresh, stats, batch)
+
+            out, times = _timed(one_block, repeat, warmup)
+            got = lay.unpack([client.decryptor.decrypt(out, params.slots).real], batch, cfg.n_embd)
+            runs = repeat + warmup
+            per_run = {k: v // runs for k, v in counters_since(before).items()}
+            per_run["client_refreshes"] = stats.refresh_round_trips // runs
+            per_run["refresh_mib"] = (stats.refresh_bytes_to_client + stats.refresh_bytes_to_server) / runs / 2**20
+            stages = {k: v / runs for k, v in stats.stage_seconds.items()}
+            cos = float(np.sum(got * tr.out) / (np.linalg.norm(got) * np.linalg.norm(tr.out)))
+            results.append(_result("block", "gpt2 block", batch, dev, times, precision_bits(got, tr.out), per_run,
+                                   None, f"{note}; cosine {cos:.6f}", stages))
+            tick(f"block x{batch}")
+        del engine
+    return results

@@ -55,3 +55,17 @@ def kit(tiny_params):
 def openfhe_required() -> bool:
     """In CI (or with FHECTL_REQUIRE_OPENFHE=1) a missing openfhe fails instead of skipping."""
     return os.environ.get("CI") == "true" or os.environ.get("FHECTL_REQUIRE_OPENFHE") == "1"
+
+
+@pytest.fixture(scope="session")
+def make_kit():
+    """Factory: a Kit for any parameters, seeded by name, with Galois keys for the given rotations."""
+    cache = {}
+
+    def make(params, seed: str, rotations=(1,)):
+        key = (params.params_id, seed, tuple(sorted(rotations)))
+        if key not in cache:
+            cache[key] = Kit(params, f"tests/{seed}", rotations=tuple(rotations))
+        return cache[key]
+
+    return make

@@ -126,23 +126,40 @@ def relative_fit(f, a: float, b: float, degree: int, samples: int = 2048) -> Che
 SEED_DEGREES = (7, 15, 31)  # higher degrees make the least-squares fit ill-conditioned
 
 
+# Largest residual |1 - x y0| (inverse) or |1 - x y0^2| (inverse square root) of the seed for which
+# Newton's iteration still converges with margin: e -> e^2 for 1/x (any |e| < 1), and r -> r (3 - r)^2 / 4
+# with r = 1 - e for 1/sqrt(x) (converges for 0 < r < 3; 0.8 keeps the first steps well-behaved).
+MAX_SEED_RESIDUAL = {"inverse": 0.9, "inverse_sqrt": 0.8}
+
+
+def _newton_steps(name: str, err: float, target_bits: float) -> int:
+    steps = 0
+    while err > 2.0**-target_bits and steps < 10:
+        err = err * err * (1.5 if name == "inverse_sqrt" else 1.0)
+        steps += 1
+    return steps
+
+
 def _newton_seeded(name: str, f, residual, a: float, b: float, target_bits: float) -> Approximation:
-    """The lowest-degree relative-error seed that Newton's method can refine (relative error < 1/2),
-    plus as many Newton steps as reach ``target_bits`` of relative precision."""
+    """The seed degree and Newton step count of least total depth reaching ``target_bits`` of relative
+    precision (each step squares the residual), among seeds Newton's method can refine."""
     x = np.geomspace(a, b, 4096)
+    limit = MAX_SEED_RESIDUAL[name]
+    best = None
+    best_err = math.inf
     for degree in SEED_DEGREES:
         seed = relative_fit(f, a, b, degree)
         err = float(np.max(np.abs(residual(x, seed(x)))))
-        if err < 0.5:
-            break
-    else:
-        raise ValueError(f"{name}: no seed up to degree {SEED_DEGREES[-1]} on [{a:.4g}, {b:.4g}] is within a "
-                         f"relative error of 1/2 (best {err:.3g}); narrow the domain")
-    steps = 0
-    while err > 2.0**-target_bits and steps < 8:
-        err = err * err * (1.5 if name == "inverse_sqrt" else 1.0)
-        steps += 1
-    return Approximation(name, seed, name, steps, reference=f)
+        best_err = min(best_err, err)
+        if err >= limit:
+            continue
+        candidate = Approximation(name, seed, name, _newton_steps(name, err, target_bits), reference=f)
+        if best is None or candidate.depth() < best.depth():
+            best = candidate
+    if best is None:
+        raise ValueError(f"{name}: no seed up to degree {SEED_DEGREES[-1]} on [{a:.4g}, {b:.4g}] has a relative "
+                         f"residual below {limit} (best {best_err:.3g}); narrow the domain")
+    return best
 
 
 def inverse(a: float, b: float, target_bits: float = 16) -> Approximation:

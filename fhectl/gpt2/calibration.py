@@ -59,6 +59,7 @@ def calibrate(model: GPT2, prompts: list[list[int]], n_layer: int | None = None)
     """Domains per block from plaintext runs of ``model`` on ``prompts`` (lists of token ids)."""
     n_layer = model.config.n_layer if n_layer is None else n_layer
     acc: list[dict[str, list[float]]] = [dict() for _ in range(n_layer)]
+    sums: dict[int, list[np.ndarray]] = {}
 
     def update(i, key, values):
         v = np.asarray(values, dtype=np.float64)
@@ -75,22 +76,24 @@ def calibrate(model: GPT2, prompts: list[list[int]], n_layer: int | None = None)
             update(i, "ln2_var", bt.ln_2_var)
             update(i, "scores", np.append(bt.att_scores[np.isfinite(bt.att_scores)], 0.0))
             update(i, "gelu", bt.fc)
-            finite = np.where(np.isfinite(bt.att_scores), bt.att_scores, -np.inf)
-            update(i, "row_max", finite.max(axis=-1))
+            update(i, "row_max", np.where(np.isfinite(bt.att_scores), bt.att_scores, -np.inf).max(axis=-1))
+            sums.setdefault(i, []).append(bt.att_scores)
     out = []
     for i in range(n_layer):
         a = acc[i]
         s_lo, s_hi = _widen(*a["scores"])
         shift = s_hi  # exp(s - c) <= 1 on the whole widened interval
-        # The smallest softmax denominator: the row whose best score is lowest, exp(min row max - c).
-        sum_lo = math.exp(a["row_max"][0] - shift)
+        # The softmax denominators actually seen, sum over keys of exp(s - c); the lower end is
+        # widened by the factor the widened score interval could lower each term.
+        seen = [np.sum(np.exp(np.where(np.isfinite(s), s - shift, -np.inf)), axis=-1) for s in sums[i]]
+        sum_lo = min(float(v.min()) for v in seen) * math.exp(-MARGIN * (a["scores"][1] - a["scores"][0]))
         max_tokens = max(len(p) for p in prompts)
         out.append(
             BlockDomains(
                 ln1_var=_widen(*a["ln1_var"], positive=True),
                 scores=(s_lo, s_hi),
                 exp_shift=shift,
-                softmax_sum=(sum_lo / 4, float(max_tokens) * 1.25),
+                softmax_sum=(sum_lo, float(max_tokens) * 1.25),
                 ln2_var=_widen(*a["ln2_var"], positive=True),
                 gelu=_widen(*a["gelu"]),
             )

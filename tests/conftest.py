@@ -4,7 +4,6 @@ Randomness in tests comes from ``SeededRandom`` with a seed named after the
 fixture, so failures reproduce; the library's default stays the OS CSPRNG.
 """
 
-import os
 import zlib
 
 import numpy as np
@@ -51,10 +50,6 @@ class Kit:
 def kit(tiny_params):
     return Kit(tiny_params, "tests/kit")
 
-
-def openfhe_required() -> bool:
-    """In CI (or with FHECTL_REQUIRE_OPENFHE=1) a missing openfhe fails instead of skipping."""
-    return os.environ.get("CI") == "true" or os.environ.get("FHECTL_REQUIRE_OPENFHE") == "1"
 
 
 @pytest.fixture(scope="session")

@@ -121,3 +121,71 @@ class Decryptor:
         """The slots (complex128) of ct; the first ``n_values`` (default: as many as were encrypted)."""
         coeffs = self.decrypt_coefficients(ct)
         return self.encoder.decode_coefficients(coeffs, ct.scale, ct.slots if n_values is None else n_values)
+
+    def decrypt_share_safe(self, ct: Ciphertext, error_bound: float, statistical_security: int = 30,
+                           queries: int = 1, n_values: int | None = None, random=None) -> tuple[np.ndarray, float]:
+        """Decrypt with noise flooding, for results handed to other parties; returns (slots, flooding sigma).
+
+        CKKS decryption returns m + e, and e reveals the secret to whoever also holds the ciphertext
+        (Li and Micciancio, "On the security of homomorphic encryption on approximate numbers",
+        EUROCRYPT 2021). Here fresh noise x is added to every coefficient of m + e before decoding,
+        x drawn from a discrete Gaussian of width
+
+            sigma = sqrt(12 * queries) * 2**(statistical_security / 2) * error_bound,
+
+        OpenFHE's NOISE_FLOODING_DECRYPT formula with ``error_bound`` (a bound on |e_i| over the
+        coefficients, integer units at the ciphertext's scale) in place of its noise estimate. The
+        flooding hides e only as far as ``error_bound`` really bounds it: the caller must supply an
+        honest bound, and the result loses about statistical_security / 2 + log2(6 sqrt(12 queries))
+        bits of precision (s / 2 + 4.4 for one query): the slot error grows by 6 * sigma * sqrt(N) / scale
+        at six standard deviations, against 6 * sigma_e * sqrt(N) / scale before.
+
+        Sampling: the OS CSPRNG (or ``random``, a named seeded source for tests) feeds the
+        engine's table sampler up to width 4096; wider Gaussians are built by the convolution
+        z1 * x1 + z2 * x2 of independent samples of width s, z1 and z2 coprime and at most
+        s / (sqrt(2) * eta), eta the smoothing parameter of Z at epsilon = 2**-80 (Micciancio and
+        Walter, CRYPTO 2017, Thm. 3): the result is within a statistical distance of a few epsilon
+        per step of a discrete Gaussian of width s * sqrt(z1**2 + z2**2) >= sigma, the pair chosen
+        to overshoot sigma as little as possible (never narrower than asked).
+        """
+        if not (math.isfinite(error_bound) and error_bound > 0):
+            raise ValueError(f"error_bound must be a positive finite number, got {error_bound}")
+        if not 1 <= statistical_security <= 128 or queries < 1:
+            raise ValueError("statistical_security must be in 1..128 and queries >= 1")
+        source = random if random is not None else sampling.default_random()
+        n = self.ctx.params.ring_degree
+        target = math.sqrt(12.0 * queries) * 2.0 ** (statistical_security / 2) * error_bound
+        if target >= 2.0**56:  # 12-sigma tails must stay far inside int64
+            raise ValueError(f"flooding width 2^{math.log2(target):.1f} is beyond what can be added exactly")
+        direct = 4096.0  # widths up to this come straight from the table sampler (12 * 4096 entries)
+        eta = 4.24 / math.sqrt(2 * math.pi)  # smoothing parameter of Z at eps = 2**-80, in standard deviations
+
+        def coprime_pair(ratio: float, z_max: int) -> tuple[int, int]:
+            """Coprime z1 >= z2 >= 1, both <= z_max, with z1^2 + z2^2 >= ratio^2, the sum nearly smallest."""
+            best = None
+            start = max(1, math.ceil(ratio / math.sqrt(2)))
+            for z1 in range(start, start + 64):  # near ratio / sqrt(2): z2 close to z1, overshoot ~ 1 / ratio
+                z2 = max(1, math.ceil(math.sqrt(max(0.0, ratio * ratio - z1 * z1))))
+                while math.gcd(z1, z2) != 1:
+                    z2 += 1
+                if max(z1, z2) <= z_max and (best is None or z1 * z1 + z2 * z2 < best[0] ** 2 + best[1] ** 2):
+                    best = (z1, z2)
+            assert best is not None, "convolution step beyond the smoothing condition"
+            return best
+
+        def wide_gaussian(sigma_goal: float, count: int) -> tuple[np.ndarray, float]:
+            """(samples, their width): a width >= sigma_goal."""
+            if sigma_goal <= direct:
+                return sampling.discrete_gaussian(source, sigma_goal, count), sigma_goal
+            # Two independent samples of width s = 2 sqrt(eta * goal) allow coefficients up to
+            # s / (sqrt(2) eta) ~ 0.84 sqrt(goal), more than the ~0.27 sqrt(goal) needed to reach the goal.
+            inner = 2 * math.sqrt(eta * sigma_goal)
+            x1, s_prev = wide_gaussian(inner, count)
+            x2, _ = wide_gaussian(inner, count)
+            z1, z2 = coprime_pair(sigma_goal / s_prev, math.floor(s_prev / (math.sqrt(2) * eta)))
+            return z1 * x1 + z2 * x2, s_prev * math.sqrt(z1 * z1 + z2 * z2)
+
+        noise, sigma = wide_gaussian(target, n)
+        coeffs = self.decrypt_coefficients(ct) + noise.astype(np.float64)
+        values = self.encoder.decode_coefficients(coeffs, ct.scale, ct.slots if n_values is None else n_values)
+        return values, sigma

@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 
 from fhectl import __version__
-from fhectl.cli import bench_cmd, demo_cmd, env_cmd, infer_cmd
+from fhectl.cli import (bench_cmd, decrypt_cmd, demo_cmd, encrypt_cmd, env_cmd, infer_cmd, inspect_cmd, keygen_cmd,
+                        keys_cmd, rotate_cmd)
 from fhectl.cli.errors import EXIT_CODES_HELP
 
 app = typer.Typer(
@@ -31,6 +32,12 @@ def _root(
     pass
 
 
+app.command("keygen")(keygen_cmd.keygen)
+app.command("encrypt")(encrypt_cmd.encrypt)
+app.command("decrypt")(decrypt_cmd.decrypt)
+app.command("inspect")(inspect_cmd.inspect)
+app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(rotate_cmd.app, name="rotate")
 app.command("demo")(demo_cmd.demo)
 app.command("env")(env_cmd.env)
 app.command("infer")(infer_cmd.infer)

@@ -30,3 +30,31 @@ Keyring = Annotated[
     ),
 ]
 KeyName = Annotated[str, typer.Option("--name", "-n", help="Key set name in the keyring.")]
+KeySet = Annotated[
+    Optional[str],
+    typer.Option("--name", "-n", help="Key set name (default: the one whose key id the file carries, else 'default')."),
+]
+KeyVersion = Annotated[
+    Optional[int],
+    typer.Option("--version", "-V", help="Key version (default: the primary one).", min=1, show_default=False),
+]
+Passphrase = Annotated[
+    Optional[str],
+    typer.Option(
+        "--passphrase",
+        help="Where the secret key's passphrase comes from: 'prompt', 'env:VAR' or 'file:PATH' (first line). "
+        "Without it a sealed key asks on the terminal, or fails when there is none.",
+        show_default=False,
+    ),
+]
+Bundle = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--bundle",
+        "-b",
+        help="Exported public key bundle (fhectl keys export) to use instead of the keyring.",
+        show_default=False,
+    ),
+]
+Output = Annotated[str, typer.Option("--output", "-o", help="Output file ('-' is stdout).")]
+Force = Annotated[bool, typer.Option("--force", "-f", help="Replace an existing output file (atomically).")]

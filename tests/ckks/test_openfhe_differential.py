@@ -9,7 +9,7 @@ import zlib
 import numpy as np
 import pytest
 
-from conftest import openfhe_required
+from openfhe_contract import openfhe_required
 from fhectl.bench.runner import openfhe_params_for
 from fhectl.ckks.precision import precision_bits
 

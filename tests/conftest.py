@@ -4,6 +4,7 @@ Randomness in tests comes from ``SeededRandom`` with a seed named after the
 fixture, so failures reproduce; the library's default stays the OS CSPRNG.
 """
 
+import os
 import zlib
 
 import numpy as np
@@ -15,6 +16,10 @@ from fhectl.ckks.evaluator import Evaluator
 from fhectl.ckks.keys import KeyGenerator
 from fhectl.ckks.params import load_parameters
 from fhectl.ckks.sampling import SeededRandom
+
+
+# The simulated CUDA tests run in their own interpreter (tests/cuda/test_cuda_simulator.py).
+collect_ignore = [] if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" else ["cuda/simulated"]
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ def make_backend(name: str, tables: RingTables):
             if name == "cuda":
                 raise FhectlError(f"--device cuda: the CUDA backend cannot be imported ({exc})") from None
             return CpuBackend(tables)
-        ok, why = cuda_available()
+        ok, why = cuda_available(allow_simulator=(name == "cuda"))  # 'auto' wants real hardware
         if ok:
             return CudaBackend(tables)
         if name == "cuda":

@@ -1,68 +1,77 @@
-"""Device functions for 64-bit modular arithmetic (numba.cuda), twins of ``fhe_kernels.modarith``.
+"""Device functions for 64-bit modular arithmetic, twins of ``fhe_kernels.modarith``.
 
-Traps this file works around:
-* ``numba.cuda.libdevice.umul64hi`` is declared on int64, so it is called on
-  int64 views of the operands and its result is wrapped in ``uint64(...)``
-  (the conversions are bit casts). In a uint64 expression, one signed operand
-  silently turns the whole expression into float64 in numba-cuda: every
-  literal here is a ``uint64``.
-* Under the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) libdevice functions
-  are stubs returning None, so there the high word comes from a 32-bit split
-  (four 32x32-bit products), which is also correct on a GPU, only slower.
+Same reductions, same ranges, same constants (``barrett_constants``,
+``shoup_word`` from the CPU module build them): Shoup multiplication by a
+fixed operand, Barrett reduction of a 128-bit product, and the 2**64-fold
+reduction of a 128-bit accumulator.
+
+Numba-cuda traps, each marked where it bites:
+
+* uint64 mixed with any signed integer (a literal ``1``, a loop index, an
+  int64 argument) is promoted to float64 in numba-cuda, silently: the result
+  is wrong above 2**53 and the kernel gets slow double-precision code. Every
+  literal here is ``uint64(...)``; indices never meet residues.
+* ``numba.cuda.libdevice.umul64hi`` (``__nv_umul64hi``, one ``mul.hi.u64``)
+  is declared on int64. Its operands are cast to int64 and its result back
+  to uint64; both casts are bit-preserving.
+* Under the CUDA simulator libdevice functions are empty stubs, so there
+  ``_umul64hi`` is a Python model of ``__nv_umul64hi`` with the same int64
+  interface: the casts above still run and are tested.
 """
 
 from numba import cuda, int64, uint64
-from numba.core import config
+from numba.cuda import libdevice
 
-MASK32 = uint64(0xFFFFFFFF)
-S32 = uint64(32)
+from .launch import simulating
+
+_MASK64 = (1 << 64) - 1
+
+
+def _umul64hi_model(x, y):
+    """__nv_umul64hi for the simulator: the high word of the unsigned product of int64 bit patterns."""
+    return int64(uint64(((int(x) & _MASK64) * (int(y) & _MASK64)) >> 64))
+
+
+_umul64hi = _umul64hi_model if simulating() else libdevice.umul64hi
 
 
 @cuda.jit(device=True, inline=True)
-def _mulhi_split(a, b):
-    a_lo = a & MASK32
-    a_hi = a >> S32
-    b_lo = b & MASK32
-    b_hi = b >> S32
-    p0 = a_lo * b_lo
-    p1 = a_lo * b_hi
-    p2 = a_hi * b_lo
-    p3 = a_hi * b_hi
-    mid = (p0 >> S32) + (p1 & MASK32) + (p2 & MASK32)
-    return p3 + (p1 >> S32) + (p2 >> S32) + (mid >> S32)
-
-
-if config.ENABLE_CUDASIM:
-    mulhi64 = _mulhi_split
-else:  # pragma: no cover - needs a GPU
-
-    @cuda.jit(device=True, inline=True)
-    def mulhi64(a, b):
-        return uint64(cuda.libdevice.umul64hi(int64(a), int64(b)))
+def mulhi64(a, b):
+    """High 64 bits of the 128-bit product a*b (a, b uint64)."""
+    # umul64hi is declared int64 -> int64: cast in and out (bit casts), or the
+    # uint64 operands would be converted through float64.
+    return uint64(_umul64hi(int64(a), int64(b)))
 
 
 @cuda.jit(device=True, inline=True)
 def mul_shoup_lazy(x, w, w_shoup, q):
-    """x*w mod q in [0, 2q) for a fixed w < q with its Shoup word."""
+    """x*w mod q in [0, 2q), for any uint64 x and fixed w < q with w_shoup = floor(w * 2**64 / q)."""
     return x * w - mulhi64(x, w_shoup) * q
 
 
 @cuda.jit(device=True, inline=True)
 def mul_shoup(x, w, w_shoup, q):
+    """x*w mod q in [0, q), for any uint64 x."""
     r = mul_shoup_lazy(x, w, w_shoup, q)
-    return r - q if r >= q else r
+    if r >= q:
+        r -= q
+    return r
 
 
 @cuda.jit(device=True, inline=True)
 def barrett_reduce_wide(hi, lo, q, mu, k):
-    """(hi*2**64 + lo) mod q for a double word below 2**(2k) (see fhe_kernels.modarith)."""
+    """(hi*2**64 + lo) mod q in [0, q) for a double word below 2**(2k); k = bitlen(q), mu = floor(2**(2k)/q).
+
+    k arrives as uint64 (the tables store it so): with an int64 k the shift
+    counts below would turn the whole expression into float64.
+    """
     s = k - uint64(1)
     x1 = (hi << (uint64(64) - s)) | (lo >> s)
     p_hi = mulhi64(x1, mu)
     p_lo = x1 * mu
     t = k + uint64(1)
     quot = (p_hi << (uint64(64) - t)) | (p_lo >> t)
-    r = lo - quot * q
+    r = lo - quot * q  # exact modulo 2**64: the true remainder is < 3q
     if r >= q:
         r -= q
     if r >= q:
@@ -72,25 +81,45 @@ def barrett_reduce_wide(hi, lo, q, mu, k):
 
 @cuda.jit(device=True, inline=True)
 def mul_mod(a, b, q, mu, k):
+    """a*b mod q in [0, q) for a, b in [0, q) (Barrett)."""
     return barrett_reduce_wide(mulhi64(a, b), a * b, q, mu, k)
 
 
 @cuda.jit(device=True, inline=True)
 def reduce_u64(x, q, mu, k):
+    """x mod q in [0, q) for any uint64 x (needs q >= 2**31)."""
     return barrett_reduce_wide(uint64(0), x, q, mu, k)
 
 
 @cuda.jit(device=True, inline=True)
 def add_mod(a, b, q):
+    """a+b mod q for a, b in [0, q)."""
     r = a + b
-    return r - q if r >= q else r
+    if r >= q:
+        r -= q
+    return r
 
 
 @cuda.jit(device=True, inline=True)
 def sub_mod(a, b, q):
-    return a - b if a >= b else a + q - b
+    """a-b mod q for a, b in [0, q)."""
+    if a >= b:
+        return a - b
+    return a + q - b
 
 
 @cuda.jit(device=True, inline=True)
 def reduce_u128(hi, lo, q, r64, r64_shoup, mu, k):
+    """(hi*2**64 + lo) mod q in [0, q) for any hi, lo; r64 = 2**64 mod q with its Shoup word."""
     return add_mod(mul_shoup(hi, r64, r64_shoup, q), reduce_u64(lo, q, mu, k), q)
+
+
+@cuda.jit(device=True, inline=True)
+def mac128(hi, lo, x, y):
+    """(hi, lo) + x*y as a 128-bit sum (returns the new hi, lo); no overflow check."""
+    p_lo = x * y
+    p_hi = mulhi64(x, y)
+    lo2 = lo + p_lo
+    if lo2 < p_lo:  # carry out of the low word
+        p_hi += uint64(1)
+    return hi + p_hi, lo2

@@ -3,6 +3,7 @@
     polynomial      Chebyshev series on [a, b]: interpolation, baby-step giant-step evaluation
                     (ceil(log2(d + 1)) levels, + 1 for the affine map), domain checks
     approximations  GELU, exp, 1/x, 1/sqrt(x) on calibrated domains, plaintext and homomorphic
+    packing         feature-major layout of a (tokens x features) matrix in CKKS slots
     linear          packed token batches times plaintext matrices: diagonals, hoisted BSGS
     levels          a level/scale simulator with the evaluator's interface, and a stage planner
 

@@ -290,13 +290,13 @@ class Approx:
 
 @dataclass(frozen=True)
 class Linear:
-    """A ``fhectl.circuits.linear.LinearTransform``: the running ciphertext stands for every input chunk."""
+    """A ``fhectl.circuits.linear.PackedLinear``: the running ciphertext stands for every input chunk."""
 
     transform: object
     name: str = "linear"
 
     def run(self, ev, ct):
-        outs = self.transform.evaluate(ev, [ct] * self.transform.n_in)
+        outs = self.transform.apply(ev, [ct] * self.transform.n_in)
         return outs[0]
 
 

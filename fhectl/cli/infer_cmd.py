@@ -19,7 +19,7 @@ from fhectl.gpt2.calibration import calibrate, load_domains, save_domains, weigh
 from fhectl.gpt2.config import GPT2Config
 from fhectl.gpt2.inference import EncryptedGPT2
 from fhectl.gpt2.model import GPT2
-from fhectl.gpt2.packing import Layout
+from fhectl.circuits.packing import Layout
 from fhectl.gpt2.tokenizer import load_tokenizer
 from fhectl.gpt2.weights import load_weights, locate_weights, random_weights
 

@@ -16,13 +16,12 @@ import numpy as np
 from fhectl.ckks.params import Parameters
 from fhectl.ckks.precision import precision_bits
 from fhectl.ckks.sampling import SeededRandom
-from fhectl.gpt2 import approximations as approx
 from fhectl.gpt2.calibration import calibrate
 from fhectl.gpt2.config import GPT2Config
 from fhectl.gpt2.encrypted import ClientRefresh, Stats
 from fhectl.gpt2.inference import EncryptedGPT2
 from fhectl.gpt2.model import GPT2, gelu_tanh
-from fhectl.gpt2.packing import Layout
+from fhectl.circuits.packing import Layout
 from fhectl.gpt2.weights import random_weights
 
 WEIGHTS_SEED = 0
@@ -102,10 +101,10 @@ def run(params: Parameters, suites, batch_sizes, device="cpu", repeat=3, warmup=
                 tick(f"layers {name} x{batch}")
             for name, ap in (("gelu", block.gelu), ("softmax exp", block.exp), ("softmax 1/sum", block.inverse),
                              ("layernorm 1/sqrt", block.inv_sqrt_1)):
-                a, b = ap.interval
+                a, b = ap.domain
                 xs = np.random.default_rng(7).uniform(a, b, params.slots)
                 ct = client.encryptor.encrypt(xs)
-                out, times = _timed(lambda: approx.evaluate(ev, ct, ap), repeat, warmup)
+                out, times = _timed(lambda: ap.evaluate(ev, ct), repeat, warmup)
                 got = client.decryptor.decrypt(out, params.slots).real
                 ref = gelu_tanh(xs) if name == "gelu" else ap.reference(xs)
                 results.append(_result("layers", name, batch, dev, times, precision_bits(got, ref), {},

@@ -19,7 +19,7 @@ bootstrapping implementation can replace ``ClientRefresh`` behind the same
 ``refresh(cts, stage, domain)`` call.
 
 Stages of one block (levels in brackets, with the polynomial depths of
-``fhectl.gpt2.approximations``):
+``fhectl.circuits.approximations``):
 
   ln_1     mean and variance by rotate-and-sum over features [2];
            refresh; 1/sqrt [poly]; normalise [1]  (gamma, beta folded into c_attn)
@@ -47,16 +47,21 @@ from fhectl.ckks.context import CKKSContext
 from fhectl.ckks.encryptor import Decryptor, Encryptor
 from fhectl.ckks.evaluator import Evaluator
 from fhectl.ckks.keys import KeyGenerator
-from fhectl.gpt2 import approximations as approx
+from fhectl.circuits import approximations as approx
 from fhectl.gpt2.calibration import BlockDomains, check_domain
 from fhectl.gpt2.config import GPT2Config
-from fhectl.gpt2.linear import PackedLinear
-from fhectl.gpt2.packing import Layout
+from fhectl.circuits.linear import PackedLinear
+from fhectl.circuits.packing import Layout
 from fhectl.gpt2.weights import GPT2Weights
 
 
 # Levels layer_norm spends before its refresh: clearing padding, squaring, scaling the variance.
 LAYER_NORM_LEVELS = 3
+
+# Error budget of every polynomial approximation (absolute for GELU and exp, relative for 1/x and
+# 1/sqrt(x)): 2^-16 sits below the ~2^-20 CKKS noise of a 50-bit scale times the values' growth through a
+# block, so the approximations, not the noise, bound a block's precision at about 16 bits at worst.
+APPROX_TOL = 2.0**-16
 
 
 @dataclass
@@ -176,12 +181,12 @@ class EncryptedBlock:
         self.c_fc = PackedLinear(w_fc, b_fc, layout)
         self.mlp_proj = PackedLinear(bw["mlp.c_proj.weight"], bw["mlp.c_proj.bias"], layout)
         eps = cfg.layer_norm_epsilon
-        self.inv_sqrt_1 = approx.inverse_sqrt(domains.ln1_var[0] + eps, domains.ln1_var[1] + eps)
-        self.inv_sqrt_2 = approx.inverse_sqrt(domains.ln2_var[0] + eps, domains.ln2_var[1] + eps)
+        self.inv_sqrt_1 = approx.inverse_sqrt(domains.ln1_var[0] + eps, domains.ln1_var[1] + eps, tol=APPROX_TOL)
+        self.inv_sqrt_2 = approx.inverse_sqrt(domains.ln2_var[0] + eps, domains.ln2_var[1] + eps, tol=APPROX_TOL)
         lo, hi = domains.scores
-        self.exp = approx.exp(lo - domains.exp_shift, hi - domains.exp_shift)
-        self.inverse = approx.inverse(*domains.softmax_sum)
-        self.gelu = approx.gelu(*domains.gelu)
+        self.exp = approx.exp(lo - domains.exp_shift, hi - domains.exp_shift, tol=APPROX_TOL)
+        self.inverse = approx.inverse(*domains.softmax_sum, tol=APPROX_TOL)
+        self.gelu = approx.gelu(*domains.gelu, tol=APPROX_TOL)
 
     # -- rotation keys -----------------------------------------------------------------
     def rotation_steps(self, n_tokens: int) -> set[int]:
@@ -241,7 +246,7 @@ class EncryptedBlock:
         var, d = refresh.refresh([var, d], stage, domain=(var_domain[0], var_domain[1]),
                                  valid=[self._valid_tokens(n_tokens, c), None])
         # (refreshing d too gives the normalisation and c_attn their levels back)
-        r = approx.evaluate(ev, var, inv_sqrt)
+        r = inv_sqrt.evaluate(ev, var)
         r, d = refresh.ensure_levels_all([r, ev.drop_level(d, r.level)], 2, f"{stage} (levels for the product)")
         return ev.rescale(ev.mul(d, r))
 
@@ -277,10 +282,10 @@ class EncryptedBlock:
         scores = refresh.refresh(scores, "softmax exp", domain=self.domains.scores, valid=valid, fill=0.0)
         exps = []
         for delta, s in enumerate(scores):
-            e = approx.evaluate(ev, ev.sub(s, shift), self.exp)
+            e = self.exp.evaluate(ev, ev.sub(s, shift))
             # masked slots hold exp(0 - c); subtract it so they add nothing to the sum
             outside = ~valid[delta]
-            e = ev.sub(e, ev.encoder.encode(outside * approx.plain(self.exp, -shift), level=e.level, scale=e.scale))
+            e = ev.sub(e, ev.encoder.encode(outside * self.exp.eval_plain(-shift), level=e.level, scale=e.scale))
             exps.append(e)
         total = exps[0]
         for e in exps[1:]:
@@ -289,7 +294,7 @@ class EncryptedBlock:
         t0 = time.perf_counter()
         (total,) = refresh.refresh([total], "softmax 1/sum", domain=self.domains.softmax_sum, valid=[valid[0]],
                                    fill=1.0)
-        inv = approx.evaluate(ev, total, self.inverse)
+        inv = self.inverse.evaluate(ev, total)
         exps = refresh.ensure_levels_all(exps + [inv], 2, "softmax p = e / sum")
         inv = exps.pop()
         stats.add_time("softmax 1/sum", time.perf_counter() - t0)
@@ -327,7 +332,7 @@ class EncryptedBlock:
         t0 = time.perf_counter()
         valid = self._valid_tokens(n_tokens, self.layout.chunk)
         fc = refresh.refresh(fc, "gelu", domain=self.domains.gelu, valid=[valid] * len(fc), fill=0.0)
-        act = [approx.evaluate(ev, x, self.gelu) for x in fc]
+        act = [self.gelu.evaluate(ev, x) for x in fc]
         act = refresh.ensure_levels_all(act, 1, "mlp c_proj input")
         stats.add_time("gelu", time.perf_counter() - t0)
         t0 = time.perf_counter()

@@ -25,7 +25,7 @@ from fhectl.ckks.params import Parameters
 from fhectl.gpt2.calibration import BlockDomains
 from fhectl.gpt2.encrypted import Client, ClientRefresh, EncryptedBlock, Stats
 from fhectl.gpt2.model import GPT2
-from fhectl.gpt2.packing import Layout
+from fhectl.circuits.packing import Layout
 from fhectl.gpt2.weights import GPT2Weights
 
 

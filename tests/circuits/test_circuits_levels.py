@@ -9,13 +9,14 @@ from fhectl.circuits import approximations as A
 from fhectl.circuits import polynomial as P
 from fhectl.circuits.levels import (Approx, Custom, Linear, MulConst, MulCt, Poly, Rescale, SimEvaluator,
                                     simulate, trace)
-from fhectl.circuits.linear import LinearTransform, PackedLayout
+from fhectl.circuits.linear import PackedLinear
+from fhectl.circuits.packing import Layout
 from fhectl.errors import LevelError, ScaleMismatchError
 
 
 def _stages(params):
     rng = np.random.default_rng(5)
-    lt = LinearTransform(rng.normal(size=(8, 8)) / 3, PackedLayout(params.slots, 4, 8), bias=rng.normal(size=8))
+    lt = PackedLinear(rng.normal(size=(8, 8)) / 3, rng.normal(size=8), Layout(slots=params.slots, tokens=4, chunk=8))
     gelu = A.gelu(-4.0, 4.0, degree=15)
     return lt, [
         Linear(lt, name="c_fc"),

@@ -11,14 +11,14 @@ import pytest
 from fhectl.ckks.precision import precision_bits
 from fhectl.ckks.params import load_parameters
 from fhectl.ckks.sampling import SeededRandom
-from fhectl.errors import DomainError
-from fhectl.gpt2 import approximations as approx
+from fhectl.errors import DomainError, InputError
+from fhectl.circuits import approximations as approx
 from fhectl.gpt2.calibration import BlockDomains, calibrate, check_domain
 from fhectl.gpt2.encrypted import Stats
 from fhectl.gpt2.inference import EncryptedGPT2
-from fhectl.gpt2.linear import PackedLinear
+from fhectl.circuits.linear import PackedLinear
 from fhectl.gpt2.model import GPT2
-from fhectl.gpt2.packing import Layout
+from fhectl.circuits.packing import Layout
 from fhectl.gpt2.weights import random_weights
 
 
@@ -63,31 +63,10 @@ def test_packed_linear_encrypted(deep_params, make_kit):
     assert precision_bits(got, x @ w + b) >= 20
 
 
-@pytest.mark.parametrize(
-    "make,lo,hi,bits",
-    [
-        (approx.gelu, -6.0, 6.0, 12),
-        (approx.exp, -12.0, 0.0, 15),
-        (approx.inverse, 0.05, 20.0, 12),
-        (approx.inverse_sqrt, 0.05, 20.0, 12),
-    ],
-)
-def test_approximations_plain_and_encrypted(deep_params, make_kit, make, lo, hi, bits):
-    ap = make(lo, hi)
-    assert -np.log2(ap.max_error()) >= bits  # the polynomial itself, in float64
-    kit = make_kit(deep_params, "approx", [1])
-    xs = np.random.default_rng(3).uniform(lo, hi, deep_params.slots)
-    ct = kit.encryptor.encrypt(xs)
-    out = approx.evaluate(kit.evaluator, ct, ap)
-    assert ct.level - out.level == ap.depth()  # the planned depth is the depth used
-    got = kit.decryptor.decrypt(out).real
-    assert precision_bits(got, approx.plain(ap, xs)) >= 14  # homomorphic = plaintext polynomial
-    assert precision_bits(got, ap.reference(xs)) >= bits - 1
-
-
-def test_newton_seed_refuses_hopeless_domains():
-    with pytest.raises(ValueError, match="narrow the domain"):
-        approx.inverse_sqrt(1e-6, 1e6)
+def test_hopeless_domains_are_refused_with_a_clear_error():
+    """A calibrated variance range of 12 decades cannot be served by a seed plus Newton steps."""
+    with pytest.raises(InputError, match="narrow the domain"):
+        approx.inverse_sqrt(1e-6, 1e6, tol=2.0**-16)
 
 
 def test_calibration_covers_the_trace_and_detects_outliers(tiny_weights):
@@ -105,7 +84,7 @@ def test_calibration_covers_the_trace_and_detects_outliers(tiny_weights):
 @pytest.fixture(scope="module")
 def moderate_weights(tiny_config):
     """std 0.2: attention clearly non-uniform (scores about +-3) while softmax sums stay within
-    the range the 1/x approximation handles (see approximations.SEED_DEGREES)."""
+    the range the 1/x approximation handles (see fhectl.circuits.approximations.inverse)."""
     return random_weights(tiny_config, seed=2, std=0.2)
 
 

@@ -79,6 +79,31 @@ class CKKSContext:
             self._p_inv_cache[level] = vals
         return vals
 
+    @cached_property
+    def _mod_down_offset(self) -> int:
+        """The integer t that ``mod_down`` adds before dividing by P, so that its error has mean zero.
+
+        ModDown computes (x - Conv_P->Q([x]_P)) / P, and the fast conversion returns [x]_P + u P with
+        u = floor(sum_j f_j), f_j in [0, 1) about uniform over the K primes of P [Halevi, Polyakov, Shoup,
+        CT-RSA 2019]: the result is x / P - frac(x / P) - u, off by -K/2 on average in every coefficient.
+        A bias common to all coefficients is the polynomial -K/2 (1 + X + ... + X^(N-1)), whose canonical
+        embedding is about N / pi at the slots next to 1: multiplied by the secret key in decryption it cost
+        2 bits of precision per key switch at N = 2^14 and 6 at N = 2^16. For K even, t = (K/2) P restores the
+        mean; for K odd, t = h + ((K-1)/2) P with h = floor(P/2) also added to [x]_P, which rounds x / P
+        instead of flooring it.
+        """
+        k = len(self.params.moduli_p)
+        h = self.p_product // 2 if k % 2 else 0
+        return h + (k // 2) * self.p_product
+
+    def mod_down_half_p(self) -> list[int]:
+        """floor(P/2) mod p_j: added to [x]_P when K is odd (see ``_mod_down_offset``)."""
+        return [(self.p_product // 2) % p for p in self.params.moduli_p]
+
+    def mod_down_offsets(self, level: int) -> list[int]:
+        """-t mod q_i for i <= level: added to the converted limbs (see ``_mod_down_offset``)."""
+        return [(-self._mod_down_offset) % q for q in self.params.moduli_q[: level + 1]]
+
     def check(self, *objs) -> None:
         """Raise ParameterMismatchError unless every object was made under this context's parameters."""
         for obj in objs:

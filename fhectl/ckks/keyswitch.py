@@ -9,7 +9,8 @@ For a polynomial d (NTT domain, over Q_l) and a switching key from s' to s,
    to every other prime of Q_l and to P; NTT. The digit's own limbs are
    copied from d, already in the NTT domain.
 2. Inner product: sum_j ModUp_j(d) * swk_j over Q_l and P (one fused kernel).
-3. ModDown: divide by P with rounding: (x - Conv_{P->Q}([x]_P)) * P^{-1}.
+3. ModDown: divide by P: (x - Conv_{P->Q}([x]_P)) * P^{-1}, centred so that its error has mean zero
+   (see ``CKKSContext._mod_down_offset``).
 
 ``decompose`` (step 1) is split out so that hoisted rotations do it once for
 many Galois elements [Halevi and Shoup, "Faster homomorphic linear
@@ -68,8 +69,11 @@ def mod_down(ctx: CKKSContext, x, level: int):
     nq = len(q_rows)
     p_part = be.copy(be.limbs(x, nq, nq + len(p_rows)))
     be.intt(p_part, p_rows)
+    if len(p_rows) % 2:  # K odd: round x / P rather than floor it
+        be.add_scalar(p_part, p_part, p_rows, ctx.mod_down_half_p())
     conv = be.empty((nb, nq, n))
     be.basis_convert(p_part, conv, p_rows, q_rows)
+    be.add_scalar(conv, conv, q_rows, ctx.mod_down_offsets(level))  # conv - t: the result gains t / P, mean zero
     be.ntt(conv, q_rows)
     out = be.empty((nb, nq, n))
     be.sub_and_scale(be.limbs(x, 0, nq), conv, out, q_rows, ctx.p_inverse_mod_q(level))

@@ -176,6 +176,9 @@ def infer(
     st = result.stats
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in st.stage_seconds.items())
     console.err.print(f"time per stage: {stages}")
+    plan = ", ".join(f"{k} {v}" for k, v in result.level_plan[0].items())
+    console.err.print(f"levels per stage (block 0; fresh ciphertexts have {params.max_level}): {plan}; refreshes by "
+                      f"stage: " + ", ".join(f"{k} {v}" for k, v in st.refreshes_by_stage.items()))
     console.err.print(
         f"client refreshes: {st.refresh_round_trips} round trips, {st.refresh_bytes_to_client / 2**20:.1f} MiB to the "
         f"client, {st.refresh_bytes_to_server / 2**20:.1f} MiB back; public key material "

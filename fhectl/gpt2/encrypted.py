@@ -47,6 +47,7 @@ from fhectl.ckks.context import CKKSContext
 from fhectl.ckks.encryptor import Decryptor, Encryptor
 from fhectl.ckks.evaluator import Evaluator
 from fhectl.ckks.keys import KeyGenerator
+from fhectl.errors import LevelError
 from fhectl.circuits import approximations as approx
 from fhectl.gpt2.calibration import BlockDomains, check_domain
 from fhectl.gpt2.config import GPT2Config
@@ -156,6 +157,7 @@ class EncryptedBlock:
     def __init__(self, weights: GPT2Weights, index: int, layout: Layout, domains: BlockDomains):
         cfg: GPT2Config = weights.config
         self.cfg = cfg
+        self.index = index
         self.layout = layout
         self.domains = domains
         bw = weights.block(index)
@@ -187,6 +189,27 @@ class EncryptedBlock:
         self.exp = approx.exp(lo - domains.exp_shift, hi - domains.exp_shift, tol=APPROX_TOL)
         self.inverse = approx.inverse(*domains.softmax_sum, tol=APPROX_TOL)
         self.gelu = approx.gelu(*domains.gelu, tol=APPROX_TOL)
+
+    # -- depth plan --------------------------------------------------------------------
+    def level_plan(self) -> dict[str, int]:
+        """Levels each stage consumes, from the circuits' own depths (refreshes restore the chain between
+        segments; ``check_levels`` checks each segment fits)."""
+        ln = lambda f: LAYER_NORM_LEVELS + f.depth() + 1  # noqa: E731  (mean/var, 1/sqrt, normalise)
+        return {"ln_1": ln(self.inv_sqrt_1), "c_attn": 1, "scores": 2, "softmax exp": self.exp.depth(),
+                "softmax 1/sum": self.inverse.depth() + 1, "attn values + c_proj": 2, "ln_2": ln(self.inv_sqrt_2),
+                "c_fc": 1, "gelu": self.gelu.depth(), "mlp c_proj": 1}
+
+    def check_levels(self, max_level: int, profile: str) -> None:
+        """Each piece between two refreshes must fit in a fresh ciphertext's ``max_level`` levels."""
+        pieces = {"ln_1 mean/variance": LAYER_NORM_LEVELS,
+                  "ln_1 1/sqrt + normalise": self.inv_sqrt_1.depth() + 1,
+                  "ln_2 1/sqrt + normalise": self.inv_sqrt_2.depth() + 1,
+                  "q k scores": 2, "softmax exp": self.exp.depth(), "softmax 1/sum + product": self.inverse.depth() + 1,
+                  "gelu": self.gelu.depth()}
+        for piece, need in pieces.items():
+            if need > max_level:
+                raise LevelError(f"block {self.index}: {piece} needs {need} levels but the profile {profile} has "
+                                 f"{max_level}; use a deeper profile (e.g. gpt2-n16-128)")
 
     # -- rotation keys -----------------------------------------------------------------
     def rotation_steps(self, n_tokens: int) -> set[int]:

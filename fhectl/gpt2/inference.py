@@ -61,6 +61,7 @@ class InferenceResult:
     key_bytes: int = 0
     seconds_total: float = 0.0
     device: str = "cpu"
+    level_plan: list[dict[str, int]] = field(default_factory=list)  # levels per stage, per encrypted block
 
     def as_dict(self) -> dict:
         from dataclasses import asdict
@@ -99,6 +100,8 @@ class EncryptedGPT2:
         self.ctx = CKKSContext(params, device=device)
         self.layout = Layout.for_model(params.slots, max_tokens, self.cfg.n_embd)
         self.blocks = [EncryptedBlock(weights, i, self.layout, domains[i]) for i in range(n_layers)]
+        for b in self.blocks:  # before any key is generated: a too-shallow profile fails in milliseconds
+            b.check_levels(params.max_level, params.name)
         steps = set()
         for b in self.blocks:
             steps |= b.rotation_steps(self.layout.tokens)
@@ -136,7 +139,8 @@ class EncryptedGPT2:
                                  n_encrypted_layers=self.n_layers, n_layers=self.cfg.n_layer,
                                  layout={"slots": self.layout.slots, "tokens": self.layout.tokens,
                                          "features_per_chunk": self.layout.chunk},
-                                 key_bytes=self.client.public_material_bytes(), device=self.ctx.device)
+                                 key_bytes=self.client.public_material_bytes(), device=self.ctx.device,
+                                 level_plan=[b.level_plan() for b in self.blocks])
         ids = list(prompt_ids)
         ref_ids = list(prompt_ids)
         for step in range(max_new_tokens):

@@ -42,6 +42,18 @@ def test_infer_json_reports_everything(checkpoint, prompt):
         assert len(per_token) == 2 and all(b["cosine"] > 0.999 for b in per_token)
     assert data["stats"]["refresh_round_trips"] > 0 and data["key_bytes"] > 0
     assert set(data["stats"]["stage_seconds"]) >= {"ln_1", "c_attn", "scores", "gelu"}
+    plan = data["level_plan"]
+    assert len(plan) == 2 and set(plan[0]) == set(data["stats"]["stage_seconds"])
+    assert all(0 < levels for levels in plan[0].values())
+
+
+def test_a_profile_too_shallow_for_the_circuits_fails_before_keygen(checkpoint, prompt):
+    """tiny-insecure has 5 levels: the softmax exp alone needs more, which must be said, not crash later."""
+    res = runner.invoke(app, ["infer", str(prompt), "--weights", str(checkpoint), "--profile", "tiny-insecure",
+                              "--insecure", "--device", "cpu"])
+    assert res.exit_code == 4, res.output
+    assert "needs" in res.output and "levels but the profile tiny-insecure has 5" in res.output
+    assert "Traceback" not in res.output
 
 
 def test_infer_as_a_subprocess_prints_the_continuation(checkpoint, prompt):

@@ -37,6 +37,7 @@ MAX_LOG_QP_128 = {
 
 SECRET_DISTRIBUTIONS = ("ternary",)
 MAX_PRIME_BITS = 60  # kernels accept primes below 2**61; a prime "near 2**60" may have 61 bits
+KS_MARGIN_BITS = 8  # log2(P / Q_j) at least; see Parameters.from_literal
 
 
 @dataclass(frozen=True)
@@ -177,11 +178,14 @@ class Parameters:
             raise ParameterError(f"{src}: {exc}") from None
         moduli_q = tuple(first + scaling)
         digit_size = math.ceil(n_limbs / lit.dnum)
-        # P must exceed every digit's product Q_j so that the key-switching
-        # noise divided by P stays small [Han, Ki, CT-RSA 2020, Sec. 3].
+        # P must exceed every digit's product Q_j so that the key-switching noise, about
+        # 2^3 Q_j / P times a fresh encryption's (a ModUp'd digit is below (K_j + 1) Q_j, summed over
+        # dnum digits) [Han, Ki, CT-RSA 2020, Sec. 3], stays well below the fresh noise:
+        # P >= 2^KS_MARGIN_BITS Q_j keeps it under 1/32. With P only just above Q_j (as at N = 2^16,
+        # 360-bit digits) a rotation cost 1 to 2 bits more than with the margin.
         max_digit_bits = max(
             sum(math.log2(q) for q in moduli_q[s : s + digit_size]) for s in range(0, n_limbs, digit_size)
-        )
+        ) + KS_MARGIN_BITS
         count = max(1, math.ceil(max_digit_bits / lit.special_mod_bits))
         try:
             while True:

@@ -88,7 +88,8 @@ class CKKSContext:
         CT-RSA 2019]: the result is x / P - frac(x / P) - u, off by -K/2 on average in every coefficient.
         A bias common to all coefficients is the polynomial -K/2 (1 + X + ... + X^(N-1)), whose canonical
         embedding is about N / pi at the slots next to 1: multiplied by the secret key in decryption it cost
-        2 bits of precision per key switch at N = 2^14 and 6 at N = 2^16. For K even, t = (K/2) P restores the
+        0.3 to 2.3 bits of precision per key switch at N = 2^14 (depending on the key's embedding there) and
+        about 1 bit at N = 2^16. For K even, t = (K/2) P restores the
         mean; for K odd, t = h + ((K-1)/2) P with h = floor(P/2) also added to [x]_P, which rounds x / P
         instead of flooring it.
         """

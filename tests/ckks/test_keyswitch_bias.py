@@ -2,8 +2,7 @@
 
 A bias common to every coefficient is amplified about N / pi times by the canonical embedding at the
 slots next to 1 (how much depends on the secret key's embedding there), so it shows up as precision lost
-at every key switch: 0.3 to 0.9 bits per rotation at N = 2^14 with this test's key, 6 bits at N = 2^16
-with the benchmark's. Centred, a rotation costs nothing measurable: its error is far below a fresh one.
+at every key switch: 0.3 to 0.9 bits per rotation at N = 2^14 with this test's key, 2.3 with another. Centred, a rotation costs nothing measurable: its error is far below a fresh one.
 Both centring paths are covered: an even (K = 2) and an odd (K = 3) number of special primes.
 """
 

@@ -14,7 +14,8 @@ FORBIDDEN = {
     "kernels": ("fhectl",),
     "fhectl/ckks": ("fhectl.circuits", "fhectl.gpt2", "fhectl.io", "fhectl.bench", "fhectl.cli"),
     "fhectl/circuits": ("fhectl.gpt2", "fhectl.io", "fhectl.bench", "fhectl.cli"),
-    "fhectl/gpt2": ("fhectl.bench", "fhectl.cli"),
+    "fhectl/gpt2": ("fhectl.bench", "fhectl.cli", "fhectl.llama"),
+    "fhectl/llama": ("fhectl.bench", "fhectl.cli", "fhectl.gpt2", "fhectl.io"),
     "fhectl/io": ("fhectl.bench", "fhectl.cli", "fhectl.gpt2", "fhectl.circuits"),
     "fhectl/bench": ("fhectl.cli",),
 }

@@ -44,6 +44,13 @@ def gpu_info() -> dict:
     return info
 
 
+# Variables that change what a run measures, recorded by name (an allow-list: a deny-list would leak the next
+# secret someone puts in the environment, such as FHECTL_PASSPHRASE, into committed reports).
+RECORDED_VARIABLES = ("NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "NUMBA_ENABLE_CUDASIM", "NUMBA_OPT",
+                      "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "MKL_NUM_THREADS",
+                      "FHECTL_DEBUG", "FHECTL_REQUIRE_OPENFHE", "CUDA_VISIBLE_DEVICES")
+
+
 def environment() -> dict:
     import numba
 
@@ -63,5 +70,5 @@ def environment() -> dict:
         "numba_targets": ["cpu"] + (["cuda"] if gpu_info().get("available") else []),
         "gpu": gpu_info(),
         "packages": versions,
-        "env": {k: v for k, v in os.environ.items() if k.startswith(("FHECTL_", "NUMBA_", "OMP_"))},
+        "env": {k: os.environ[k] for k in RECORDED_VARIABLES if k in os.environ},
     }

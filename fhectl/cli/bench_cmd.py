@@ -37,7 +37,7 @@ def parse_int_list(text: str, what: str) -> list[int]:
 def bench(
     ctx: typer.Context,
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", "-b", help="Tokens per ciphertext, e.g. 1,8,32.")] = "1,8,32",
-    suite: Annotated[str, typer.Option("--suite", "-s", help=f"Comma-separated suites: {', '.join(SUITES)}.")] = "ops,layers,block",
+    suite: Annotated[str, typer.Option("--suite", "-s", help=f"Comma-separated suites: {', '.join(SUITES)}; or accuracy (alone).")] = "ops,layers,block",
     device: Device = "auto",
     profile: Annotated[Optional[str], typer.Option("--profile", "-p", help="Parameter profile (default gpt2-n16-128).")] = None,
     baseline: Annotated[str, typer.Option("--baseline", help="openfhe or none.")] = "openfhe",
@@ -45,13 +45,25 @@ def bench(
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed warm-up runs before timing.")] = 1,
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory that receives the report directory.")] = Path("bench_results"),
     quick: Annotated[bool, typer.Option("--quick", help="Seconds-long smoke run: tiny insecure profile, tiny model, 2 repeats.")] = False,
+    model: Annotated[str, typer.Option("--model", "-m", help="accuracy suite: model name (smollm2-135m).")] = "smollm2-135m",
+    weights: Annotated[Optional[str], typer.Option("--weights", "-w", help="accuracy suite: .gguf file, checkpoint directory or Hugging Face repo id.")] = None,
+    encrypted_prompts: Annotated[int, typer.Option("--encrypted-prompts", help="accuracy suite: prompts in the fully encrypted run (0: mirror only).", min=0)] = 8,
+    encrypted_layers: Annotated[Optional[int], typer.Option("--encrypted-layers", help="accuracy suite: layers encrypted (default: all).", min=0)] = None,
+    budget_minutes: Annotated[Optional[float], typer.Option("--budget-minutes", help="accuracy suite: stop the encrypted run after this long (it resumes on the next run).")] = None,
     insecure: Insecure = False,
     json: Json = False,
 ) -> None:
-    """Time CKKS operations, encrypted GPT-2 layers and a whole block; write report.json, report.md and plots."""
+    """Time CKKS operations, encrypted GPT-2 layers and a whole block; or score encrypted Llama inference on
+    held-out prompts (``--suite accuracy``). Writes report.json and report.md (and plots) under --out."""
     if ctx.invoked_subcommand is not None:
         return
     suites = [s.strip() for s in suite.split(",") if s.strip()]
+    if "accuracy" in suites:
+        if suites != ["accuracy"]:
+            raise InputError("--suite accuracy runs alone (it writes its own report)")
+        _accuracy(model, weights, profile, insecure, device, out, encrypted_prompts, encrypted_layers,
+                  budget_minutes, json)
+        return
     sizes = parse_int_list(batch_sizes, "--batch-sizes")
     if baseline not in ("openfhe", "none"):
         raise InputError(f"--baseline must be openfhe or none, got {baseline!r}")
@@ -82,6 +94,26 @@ def bench(
     else:
         console.out.print(str(path))
         console.err.print(f"report written: {path / 'report.md'}")
+
+
+def _accuracy(model, weights, profile, insecure, device, out, encrypted_prompts, encrypted_layers, budget_minutes,
+              json) -> None:
+    from fhectl.bench.accuracy import run_accuracy_report
+
+    params = load_parameters(profile or "gpt2-n16-128", allow_insecure=insecure)
+    console.err.print(f"accuracy of {model} on the evaluation set: plaintext mirror of every circuit, then "
+                      f"{encrypted_prompts} prompts fully encrypted on {params.name}")
+
+    def tick(name: str) -> None:
+        console.err.print(f"  {name}")
+
+    path = run_accuracy_report(model, weights, params, out, encrypted_prompts=encrypted_prompts,
+                               encrypted_layers=encrypted_layers, device="cpu" if device == "auto" else device,
+                               budget_s=None if budget_minutes is None else 60 * budget_minutes, tick=tick)
+    if json:
+        console.print_json({"report_dir": str(path)})
+    else:
+        console.out.print(str(path))
 
 
 @app.command("compare")

@@ -78,8 +78,9 @@ def _domains(model: GPT2, tokenizer, n_layers: int, max_tokens: int, cache_dir: 
 @guarded
 def infer(
     prompt: Annotated[str, typer.Argument(help="Prompt text file ('-' reads stdin).")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Model name (gpt2).")] = "gpt2",
-    weights: Annotated[Optional[Path], typer.Option("--weights", "-w", help="Directory with config.json and model.safetensors.")] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="Model: smollm2-135m (Llama family) or gpt2.")] = "gpt2",
+    weights: Annotated[Optional[str], typer.Option("--weights", "-w", help="Checkpoint: a directory (config.json + *.safetensors), a .gguf file (Llama family) or a Hugging Face repo id.")] = None,
+    chat: Annotated[bool, typer.Option("--chat", help="Llama family: wrap the prompt in the model's chat template.")] = False,
     random_weights_flag: Annotated[bool, typer.Option("--random-weights", help="GPT-2-shaped random weights (clearly labelled).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of --random-weights.")] = 0,
     layers: Annotated[Optional[int], typer.Option("--layers", "-l", help="Blocks to run encrypted (default: all).")] = None,
@@ -97,7 +98,12 @@ def infer(
     modulus chain runs out ("client refresh"); the report counts those round trips and their bytes.
     """
     if model != "gpt2":
-        raise InputError(f"--model {model!r}: only gpt2 is supported")
+        from fhectl.cli.infer_llama import infer_llama
+
+        return infer_llama(prompt, model, weights, chat, layers, max_new_tokens, profile, insecure, device, json,
+                           random_weights_flag)
+    if chat:
+        raise InputError("--chat is for chat-tuned models (smollm2-135m); GPT-2 has no chat template")
     if weights is not None and random_weights_flag:
         raise InputError("give either --weights or --random-weights, not both")
     if max_new_tokens < 1:
@@ -111,7 +117,7 @@ def infer(
         model_dir = None
         cache_dir = Path.home() / ".cache" / "fhectl"
     else:
-        model_dir = locate_weights(weights, name=model)
+        model_dir = locate_weights(None if weights is None else Path(weights), name=model)
         w = load_weights(model_dir)
         cache_dir = model_dir
     tokenizer = load_tokenizer(model_dir)

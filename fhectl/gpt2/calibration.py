@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fhectl.errors import DomainError
+from fhectl.circuits import polynomial
 from fhectl.gpt2.model import GPT2
 
 MARGIN = 0.25  # intervals widened by 25 % of their width on each side (more where they touch 0)
@@ -128,13 +128,8 @@ def load_domains(path: Path, digest: str) -> list[BlockDomains] | None:
 
 
 def check_domain(values: np.ndarray, interval: tuple[float, float], what: str) -> None:
-    """DomainError naming the value and the interval if any value lies outside it."""
-    v = np.asarray(values)
-    lo, hi = interval
-    bad = (v < lo) | (v > hi)
-    if np.any(bad):
-        worst = float(v[bad][np.argmax(np.abs(v[bad]))])
-        raise DomainError(
-            f"{what}: value {worst:.6g} is outside the calibrated domain [{lo:.6g}, {hi:.6g}] "
-            f"({int(bad.sum())} of {v.size} values); recalibrate with prompts like this one"
-        )
+    """DomainError naming the value and the interval if any value lies outside it or is not finite.
+
+    One check for the whole project: ``fhectl.circuits.polynomial.check_domain`` (NaN counts as outside).
+    """
+    polynomial.check_domain(values, interval[0], interval[1], what)

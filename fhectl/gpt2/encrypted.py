@@ -38,18 +38,15 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from fhectl.ckks.ciphertext import Ciphertext
-from fhectl.ckks.context import CKKSContext
-from fhectl.ckks.encryptor import Decryptor, Encryptor
 from fhectl.ckks.evaluator import Evaluator
-from fhectl.ckks.keys import KeyGenerator
 from fhectl.errors import LevelError
 from fhectl.circuits import approximations as approx
-from fhectl.gpt2.calibration import BlockDomains, check_domain
+from fhectl.circuits.refresh import Client, ClientRefresh, Stats  # noqa: F401  (re-exported)
+from fhectl.gpt2.calibration import BlockDomains
 from fhectl.gpt2.config import GPT2Config
 from fhectl.circuits.linear import PackedLinear
 from fhectl.circuits.packing import Layout
@@ -63,92 +60,6 @@ LAYER_NORM_LEVELS = 3
 # 1/sqrt(x)): 2^-16 sits below the ~2^-20 CKKS noise of a 50-bit scale times the values' growth through a
 # block, so the approximations, not the noise, bound a block's precision at about 16 bits at worst.
 APPROX_TOL = 2.0**-16
-
-
-@dataclass
-class Stats:
-    """What a run cost: time per stage, refresh round trips and bytes, key switches."""
-
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-    refresh_round_trips: int = 0
-    refresh_bytes_to_client: int = 0
-    refresh_bytes_to_server: int = 0
-    refreshes_by_stage: dict[str, int] = field(default_factory=dict)
-
-    def add_time(self, stage: str, seconds: float) -> None:
-        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
-
-
-class ClientRefresh:
-    """Decrypt and re-encrypt at the top level: the key holder's stand-in for bootstrapping.
-
-    Every call is one round trip; bytes are the ciphertexts' sizes each way.
-    Before re-encrypting, the values are checked against ``domain`` when one
-    is given (the next stage's approximation interval).
-    """
-
-    def __init__(self, client: "Client", stats: Stats):
-        self.client = client
-        self.stats = stats
-
-    def refresh(self, cts: list[Ciphertext], stage: str, domain: tuple[float, float] | None = None,
-                valid: list[np.ndarray | None] | None = None, fill: float | None = None) -> list[Ciphertext]:
-        """Fresh encryptions of ``cts``' values. Slots outside ``valid`` (padding, masked positions)
-        are set to ``fill`` (default: the domain's midpoint, or 0), a point where the next
-        polynomial is accurate; with bootstrapping the server would apply the same mask itself."""
-        be = self.client.ctx.backend
-        self.stats.refresh_round_trips += 1
-        self.stats.refreshes_by_stage[stage] = self.stats.refreshes_by_stage.get(stage, 0) + 1
-        self.stats.refresh_bytes_to_client += sum(be.nbytes(c.data) for c in cts)
-        if fill is None:
-            fill = 0.0 if domain is None else 0.5 * (domain[0] + domain[1])
-        out = []
-        for i, ct in enumerate(cts):
-            values = self.client.decryptor.decrypt(ct, self.client.ctx.params.slots).real
-            mask = None if valid is None else valid[i]
-            if mask is not None:
-                values = np.where(mask, values, fill)
-            # with a ``valid`` list, only the ciphertexts that have a mask feed the next polynomial
-            if domain is not None and (valid is None or mask is not None):
-                check_domain(values if mask is None else values[mask], domain, f"block input to {stage}")
-            out.append(self.client.encryptor.encrypt(values))
-        self.stats.refresh_bytes_to_server += sum(be.nbytes(c.data) for c in out)
-        return out
-
-    def ensure_levels(self, ct: Ciphertext, levels: int, stage: str) -> Ciphertext:
-        """ct itself if it has ``levels`` levels left, else a refreshed copy."""
-        return ct if ct.level >= levels else self.refresh([ct], stage)[0]
-
-    def ensure_levels_all(self, cts: list[Ciphertext], levels: int, stage: str) -> list[Ciphertext]:
-        """The ciphertexts themselves if each has ``levels`` levels left, else all refreshed in one round trip."""
-        if all(c.level >= levels for c in cts):
-            return cts
-        return self.refresh(cts, stage)
-
-
-class Client:
-    """The key holder: keys, encryption, decryption, refreshes."""
-
-    def __init__(self, ctx: CKKSContext, rotation_steps, random=None):
-        self.ctx = ctx
-        kg = KeyGenerator(ctx, random)
-        self.sk = kg.secret_key()
-        self.pk = kg.public_key(self.sk)
-        self.relin_key = kg.relin_key(self.sk)
-        self.galois_keys = kg.galois_keys(self.sk, sorted(rotation_steps))
-        self.encryptor = Encryptor(ctx, self.pk, random)
-        self.decryptor = Decryptor(ctx, self.sk)
-
-    def public_material_bytes(self) -> int:
-        be = self.ctx.backend
-        return (be.nbytes(self.pk.data) + be.nbytes(self.relin_key.data)
-                + sum(be.nbytes(k.data) for k in self.galois_keys.keys.values()))
-
-    def encrypt_hidden(self, layout: Layout, x: np.ndarray) -> list[Ciphertext]:
-        return [self.encryptor.encrypt(v) for v in layout.pack(x)]
-
-    def decrypt_hidden(self, layout: Layout, cts: list[Ciphertext], n_tokens: int, width: int) -> np.ndarray:
-        return layout.unpack([self.decryptor.decrypt(c, self.ctx.params.slots).real for c in cts], n_tokens, width)
 
 
 class EncryptedBlock:

@@ -1,0 +1,304 @@
+"""`fhectl bench --suite accuracy`: how close encrypted Llama inference stays to the float64 model on held-out
+prompts.
+
+Two parts, both on the shipped *evaluation* set (calibration used the disjoint calibration set):
+
+1. The plaintext mirror of every circuit (``fhectl.llama.mirror``) on the whole set, all layers: next-token
+   top-1 agreement and top-5 overlap with the float64 reference, KL, per-layer cosine of the hidden states
+   (min and median over prompts), domain violations (what a client refresh would refuse) and silent-error
+   checks (softmax rows' total variation, 1/sqrt relative error, SiLU error on the inputs actually seen).
+2. A fully encrypted run: the shortest ``encrypted_prompts`` prompts packed into one ciphertext, every layer
+   encrypted (client refresh for levels). It is resumable per layer: after each block the key holder's
+   decryption (which a client refresh sees anyway) and the per-layer report are saved under the output
+   folder, and a rerun continues from the last finished layer with one extra refresh at that boundary.
+   Whatever has finished is in the report, with the layers it covers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fhectl.ckks.params import Parameters
+from fhectl.llama.calibration import BlockDomains
+from fhectl.llama.encrypted import EncryptedLlamaBlock
+from fhectl.llama.inference import EncryptedLlama, compare_logits
+from fhectl.llama.mirror import BlockMirror, SilentErrors
+from fhectl.llama.model import Llama
+from fhectl.llama.prompt_sets import load_prompt_set
+from fhectl.circuits.packing import Layout
+
+MAX_PROMPT_TOKENS = 128
+
+
+def _cosine(a, b) -> float:
+    a, b = np.asarray(a).reshape(-1), np.asarray(b).reshape(-1)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-300))
+
+
+def evaluation_prompts(tokenizer) -> list[dict]:
+    out = []
+    for p in load_prompt_set("evaluation"):
+        ids = tokenizer.encode(p["text"])
+        if ids:
+            out.append({"id": p["id"], "kind": p["kind"], "ids": ids[:MAX_PROMPT_TOKENS],
+                        "truncated": len(ids) > MAX_PROMPT_TOKENS})
+    return out
+
+
+def run_mirror(weights, domains: list[BlockDomains], prompts: list[dict], layout: Layout, tick=lambda s: None) -> dict:
+    """Part 1: the plaintext mirror against the float64 model on every prompt."""
+    model = Llama(weights)
+    n_layer = weights.config.n_layer
+    blocks = [EncryptedLlamaBlock(weights, i, layout, domains[i]) for i in range(n_layer)]
+    per_layer_cos = [[] for _ in range(n_layer)]
+    rows, errors = [], SilentErrors()
+    for k, p in enumerate(prompts):
+        x_ref = x_mir = model.embed(p["ids"])  # (T, C)
+        mine = SilentErrors()
+        for i, b in enumerate(blocks):
+            x_ref = model.block(x_ref, i)
+            x_mir = model.block(x_mir, i, nonlinear=BlockMirror(b, mine).nonlinearities())
+            per_layer_cos[i].append(_cosine(x_mir, x_ref))
+        r = compare_logits(model.final_logits(x_mir)[-1], model.final_logits(x_ref)[-1], k, len(p["ids"]))
+        rows.append({"id": p["id"], "kind": p["kind"], "tokens": len(p["ids"]), "top1": r.top1_agrees,
+                     "top5_overlap": r.top5_overlap, "kl": r.kl, "violations": sorted(set(mine.violations)),
+                     "min_layer_cosine": min(c[-1] for c in per_layer_cos)})
+        errors.merge(mine)
+        tick(f"mirror {k + 1}/{len(prompts)}")
+    n = len(rows)
+    refused = sum(bool(r["violations"]) for r in rows)
+    return {
+        "prompts": n,
+        "top1_agreement": sum(r["top1"] for r in rows) / n,
+        "top5_overlap_mean": float(np.mean([r["top5_overlap"] for r in rows])),
+        "kl_mean": float(np.mean([r["kl"] for r in rows])),
+        "kl_max": float(np.max([r["kl"] for r in rows])),
+        "layer_cosine_min": [float(np.min(c)) for c in per_layer_cos],
+        "layer_cosine_median": [float(np.median(c)) for c in per_layer_cos],
+        "prompts_with_domain_violations": refused,
+        "domain_refusal_rate": refused / n,
+        "silent_errors": {"softmax_tv_max": errors.softmax_tv_max, "rsqrt_rel_max": errors.rsqrt_rel_max,
+                          "silu_abs_max": errors.silu_abs_max, "silu_rel_max": errors.silu_rel_max},
+        "rows": rows,
+    }
+
+
+def pick_encrypted_batch(prompts: list[dict], count: int, capacity: int) -> list[dict]:
+    """The ``count`` shortest prompts (ties by id), as long as they fit one ciphertext together."""
+    chosen, used = [], 0
+    for p in sorted(prompts, key=lambda p: (len(p["ids"]), p["id"])):
+        if len(chosen) == count:
+            break
+        if used + len(p["ids"]) <= capacity:
+            chosen.append(p)
+            used += len(p["ids"])
+    return chosen
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=float))
+    os.replace(tmp, path)
+
+
+def run_encrypted(weights, domains: list[BlockDomains], params: Parameters, batch: list[dict], state_dir: Path,
+                  n_layers: int | None = None, device: str = "cpu", tick=lambda s: None,
+                  deadline: float | None = None) -> dict:
+    """Part 2: every layer encrypted on one packed batch, resumable per layer from ``state_dir``."""
+    cfg = weights.config
+    n_layers = cfg.n_layer if n_layers is None else n_layers
+    state_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(state_dir, 0o700)  # the key holder's decryptions
+    progress_path = state_dir / "progress.json"
+    ids = [p["ids"] for p in batch]
+    progress = {"prompt_ids": [p["id"] for p in batch], "layers": []}
+    start, hidden = 0, None
+    if progress_path.exists():
+        old = json.loads(progress_path.read_text())
+        if old.get("prompt_ids") == progress["prompt_ids"] and old["layers"]:
+            progress = old
+            start = len(old["layers"])
+            hidden = np.load(state_dir / "hidden.npy")
+    if start < n_layers:
+        total = sum(len(i) for i in ids)
+        engine = EncryptedLlama(weights, params, domains, n_layers, max_tokens=total, device=device)
+
+        def on_layer(i, got, report):
+            np.save(state_dir / "hidden.tmp.npy", got)
+            os.replace(state_dir / "hidden.tmp.npy", state_dir / "hidden.npy")
+            progress["layers"].append(dict(report.__dict__))
+            _write_json(progress_path, progress)
+            tick(f"encrypted layer {i}: cosine {report.cosine_min:.6f}, {report.seconds:.0f} s")
+            if deadline is not None and time.time() > deadline and i + 1 < n_layers:
+                raise _Deadline()
+
+        try:
+            _, result = engine.run(ids, on_layer=on_layer, start_layer=start, start_hidden=hidden)
+            progress["final"] = {"prompts": [r.__dict__ for r in result.prompts], "stats": result.stats.__dict__,
+                                 "stage_seconds": result.stage_seconds, "key_bytes": result.key_bytes,
+                                 "plan": result.plan, "layout": result.layout, "resumed_at_layer": start}
+            _write_json(progress_path, progress)
+        except _Deadline:
+            pass
+    layers = progress["layers"]
+    final = progress.get("final")
+    return {
+        "prompt_ids": progress["prompt_ids"],
+        "tokens": [len(i) for i in ids],
+        "layers_done": len(layers),
+        "layers_total": n_layers,
+        "complete": final is not None,
+        "layer_cosine_min": min((r["cosine_min"] for r in layers), default=None),
+        "precision_bits_min": min((r["precision_bits"] for r in layers), default=None),
+        "seconds_per_layer_median": float(np.median([r["seconds"] for r in layers])) if layers else None,
+        "top1_agreement": (sum(p["top1_agrees"] for p in final["prompts"]) / len(final["prompts"])) if final else None,
+        "kl_max": max(p["kl"] for p in final["prompts"]) if final else None,
+        "per_layer": layers,
+        "final": final,
+    }
+
+
+class _Deadline(Exception):
+    """The time budget ran out between two layers; what finished is saved."""
+
+
+# -- the report -----------------------------------------------------------------------------------------
+
+
+def run_accuracy_report(model_name: str, weights_spec, params: Parameters, out_root: Path, *,
+                        encrypted_prompts: int = 8, encrypted_layers: int | None = None, device: str = "cpu",
+                        budget_s: float | None = None, tick=lambda s: None) -> Path:
+    """Both parts on the evaluation set; writes report.json and report.md under ``out_root``; returns the folder."""
+    import datetime as _dt
+    import hashlib
+    import sys
+
+    from fhectl.bench.environment import environment
+    from fhectl.bench.report import git_state
+    from fhectl.llama import calibration, pipeline
+
+    t0 = time.time()
+    deadline = None if budget_s is None else t0 + budget_s
+    w, tok, source = pipeline.load_model(model_name, weights_spec)
+    cfg = w.config
+    domains, calib_source = pipeline.calibrated_domains(w, tok)
+    prompts = evaluation_prompts(tok)
+    width = max(cfg.n_embd, cfg.n_head * cfg.head_dim)
+    capacity = Layout.max_tokens(params.slots, width)
+    tick("calibrated")
+    mirror_layout = Layout(slots=max(params.slots, 1024 * 128), tokens=128, chunk=1024)  # only for the maths
+    mirror = run_mirror(w, domains, prompts, mirror_layout, tick)
+    encrypted = None
+    if encrypted_prompts > 0:
+        batch = pick_encrypted_batch(prompts, encrypted_prompts, capacity)
+        key = hashlib.sha256((w.weights_digest() + params.name + repr([p["id"] for p in batch])
+                              + repr(encrypted_layers)).encode()).hexdigest()[:16]
+        state = calibration.cache_dir().parent / "accuracy-state" / key
+        encrypted = run_encrypted(w, domains, params, batch, state, encrypted_layers, device, tick, deadline)
+        encrypted["state_dir"] = str(state)
+    created = _dt.datetime.now(_dt.timezone.utc)
+    git = git_state()
+    report = {
+        "kind": "accuracy",
+        "created": created.isoformat(),
+        "command": sys.argv,
+        "git": git,
+        "model": {"name": model_name, "source": source, "config": cfg.__dict__, "digest": w.weights_digest()},
+        "profile": params.describe(),
+        "calibration": {"source": calib_source, "prompt_set": "calibration", "domains": [d.as_dict() for d in domains]},
+        "evaluation_set": {"prompts": len(prompts), "truncated_to_128_tokens": sum(p["truncated"] for p in prompts)},
+        "mirror": mirror,
+        "encrypted": encrypted,
+        "environment": environment(),
+        "seconds": time.time() - t0,
+    }
+    name = f"{created.strftime('%Y-%m-%d')}_{(git.get('commit') or 'nocommit')[:8]}_{device}_{params.name}_accuracy-{model_name}"
+    folder = Path(out_root) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_json(folder / "report.json", report)
+    (folder / "report.md").write_text(render_accuracy_markdown(report))
+    return folder
+
+
+def _num(x, fmt: str) -> str:
+    return "n/a" if x is None else format(x, fmt)
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f} %"
+
+
+def render_accuracy_markdown(r: dict) -> str:
+    m, e = r["mirror"], r["encrypted"]
+    lines = [
+        f"# Accuracy on held-out prompts: {r['model']['name']}",
+        "",
+        f"Model: {r['model']['source']}. Profile {r['profile'].get('name')} . Commit {r['git'].get('commit')}"
+        f"{' (dirty)' if r['git'].get('dirty') else ''}. Command: `{' '.join(r['command'])}`.",
+        f"Calibration: the shipped calibration set ({r['calibration']['source']}); scored on the disjoint evaluation "
+        f"set ({r['evaluation_set']['prompts']} prompts, {r['evaluation_set']['truncated_to_128_tokens']} cut to 128 "
+        "tokens).",
+        "",
+        "## Plaintext mirror of every circuit, all layers, whole evaluation set",
+        "",
+        "The float64 model with each nonlinearity replaced by the circuit's own plaintext evaluation: the "
+        "approximation error of an encrypted run, without CKKS noise.",
+        "",
+        "| metric | value | goal |",
+        "|---|---|---|",
+        f"| next-token top-1 agreement | {_pct(m['top1_agreement'])} | >= 99 % |",
+        f"| top-5 overlap (mean) | {m['top5_overlap_mean']:.2f} / 5 | |",
+        f"| KL (mean / max, nats) | {m['kl_mean']:.2e} / {m['kl_max']:.2e} | |",
+        f"| per-layer cosine, min over prompts and layers | {min(m['layer_cosine_min']):.6f} | >= 0.999 |",
+        f"| per-layer cosine, median | {np.median(m['layer_cosine_median']):.6f} | |",
+        f"| prompts with a domain violation (refusals) | {m['prompts_with_domain_violations']} "
+        f"({_pct(m['domain_refusal_rate'])}) | <= 1 % |",
+        f"| softmax rows, max total variation | {m['silent_errors']['softmax_tv_max']:.2e} | <= 1e-3 |",
+        f"| 1/sqrt, max relative error | {m['silent_errors']['rsqrt_rel_max']:.2e} | <= 2^-12 = 2.4e-4 |",
+        f"| SiLU, max abs error / relative to max(1, |y|) | {m['silent_errors']['silu_abs_max']:.2e} / "
+        f"{m['silent_errors']['silu_rel_max']:.2e} | |",
+        "",
+        "Per-layer cosine (min over prompts): " + ", ".join(f"{c:.5f}" for c in m["layer_cosine_min"]),
+        "",
+    ]
+    bad = [row for row in m["rows"] if not row["top1"] or row["violations"]]
+    if bad:
+        lines += ["Prompts that disagree or violate a domain:", ""]
+        lines += [f"- {row['id']} ({row['kind']}, {row['tokens']} tokens): top-1 {'ok' if row['top1'] else 'differs'}, "
+                  f"KL {row['kl']:.2e}, violations: {', '.join(row['violations']) or 'none'}" for row in bad]
+        lines.append("")
+    if e:
+        lines += [
+            "## Fully encrypted run",
+            "",
+            f"Prompts {', '.join(e['prompt_ids'])} ({sum(e['tokens'])} tokens) packed into one ciphertext; "
+            f"layers done: {e['layers_done']} of {e['layers_total']}"
+            f"{'' if e['complete'] else ' (PARTIAL: the run was stopped; the rows below cover only these layers)'}.",
+            "",
+            "| metric | value |",
+            "|---|---|",
+            f"| top-1 agreement | {_pct(e['top1_agreement'])} |",
+            f"| KL max (nats) | {_num(e['kl_max'], '.2e')} |",
+            f"| per-layer cosine min | {_num(e['layer_cosine_min'], '.6f')} |",
+            f"| precision after a layer, min (bits, relative to max abs h) | {_num(e['precision_bits_min'], '.1f')} |",
+            f"| seconds per layer (median) | {_num(e['seconds_per_layer_median'], '.0f')} |",
+            "",
+            "| layer | cosine min | precision (bits) | max abs error | seconds |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [f"| {x['layer']} | {x['cosine_min']:.6f} | {x['precision_bits']:.1f} | {x['max_abs_error']:.3g} | "
+                  f"{x['seconds']:.0f} |" for x in e["per_layer"]]
+        if e["final"]:
+            st = e["final"]["stats"]
+            lines += ["", f"Client refresh round trips: {st['refresh_round_trips']} "
+                      f"({st['refresh_bytes_to_client'] / 2**20:.0f} MiB to the client, "
+                      f"{st['refresh_bytes_to_server'] / 2**20:.0f} MiB back); public key material "
+                      f"{e['final']['key_bytes'] / 2**30:.2f} GiB."]
+    lines += ["", f"Machine: {r['environment'].get('cpu')} ({r['environment'].get('cpu_count')} cores); "
+              f"total {r['seconds']:.0f} s.", ""]
+    return "\n".join(lines)

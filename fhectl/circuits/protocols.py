@@ -1,0 +1,71 @@
+"""What the circuits of this package owe each other: approximations and refresh strategies.
+
+``Approximation`` is what every nonlinear circuit offers (approximations.Exp, Inverse, InverseSqrt,
+wide.WideInverseSqrt, wide.SaturatedProduct): a domain, the exact function, the float64 computation the
+circuit performs, its homomorphic evaluation, its level cost and a measured error.
+
+``Refresher`` is what a circuit calls when its ciphertexts run out of levels: the client round trip of
+fhectl.gpt2.encrypted.ClientRefresh today, a bootstrapper later. ``SecretKeyRefresher`` decrypts and
+re-encrypts with the secret key: a test stand-in, named for what it is (it is not bootstrapping).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from fhectl.errors import LevelError
+
+
+@runtime_checkable
+class Refresher(Protocol):
+    def ensure_levels_all(self, cts: list, levels: int, stage: str) -> list:
+        """``cts`` themselves if each has ``levels`` levels left, else fresh encryptions at the top level."""
+        ...
+
+
+@runtime_checkable
+class Approximation(Protocol):
+    max_error: float
+
+    @property
+    def domain(self) -> tuple[float, float]: ...
+
+    def reference(self, x): ...
+
+    def eval_plain(self, x): ...
+
+    def evaluate(self, evaluator, ct, *args, **kwargs): ...
+
+    def depth(self) -> int: ...
+
+
+def ensure_levels(cts: list, levels: int, stage: str, refresh: Refresher | None) -> list:
+    """``cts`` with at least ``levels`` levels each: through ``refresh`` if given, else LevelError."""
+    have = min(c.level for c in cts)
+    if have >= levels:
+        return cts
+    if refresh is None:
+        raise LevelError(f"{stage} needs {levels} levels, the ciphertexts have {have}; "
+                         "pass a refresh (client refresh or bootstrapping)")
+    return refresh.ensure_levels_all(cts, levels, stage)
+
+
+class SecretKeyRefresher:
+    """Decrypts and re-encrypts at the top level with the secret key, counting calls per stage.
+
+    Stands in for bootstrapping in tests and experiments; a server never holds a decryptor.
+    """
+
+    def __init__(self, encryptor, decryptor):
+        self.encryptor = encryptor
+        self.decryptor = decryptor
+        self.calls: list[str] = []
+
+    def ensure_levels_all(self, cts: list, levels: int, stage: str) -> list:
+        if all(c.level >= levels for c in cts):
+            return cts
+        self.calls.append(stage)
+        return [self.encryptor.encrypt(self.decryptor.decrypt(c).real) for c in cts]
+
+
+__all__ = ["Approximation", "Refresher", "SecretKeyRefresher", "ensure_levels"]

@@ -1,0 +1,226 @@
+"""Encrypted Llama inference: the client embeds, encrypts and decrypts; the server runs the blocks.
+
+Several prompts share one ciphertext (segments of the token axis, see ``encrypted.Segments``), so a batch of
+short prompts costs one pass. The depth plan and the rotation keys come from running one block on the level
+simulator before any key is made: a profile too shallow for the circuits fails in milliseconds.
+
+After ``n_layers`` encrypted blocks the client decrypts, runs the remaining blocks in the clear (said plainly
+in every report), applies the final norm and the tied LM head, and compares with the float64 reference.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from fhectl.ckks.context import CKKSContext
+from fhectl.ckks.params import Parameters
+from fhectl.circuits.levels import SimEvaluator
+from fhectl.circuits.packing import Layout
+from fhectl.circuits.refresh import Client, ClientRefresh, Stats
+from fhectl.errors import InputError, LevelError
+from fhectl.llama.calibration import BlockDomains
+from fhectl.llama.encrypted import EncryptedLlamaBlock, Segments, StageClock
+from fhectl.llama.model import Llama
+from fhectl.llama.weights import LlamaWeights
+
+
+@dataclass
+class LayerReport:
+    layer: int
+    max_abs_error: float  # over all prompts and features, unscaled model units
+    precision_bits: float  # -log2 of the error relative to the largest |h| of the reference
+    cosine_min: float  # over prompts, of the flattened (T, C) hidden states
+    seconds: float
+
+
+@dataclass
+class PromptReport:
+    index: int
+    n_tokens: int
+    top1_agrees: bool
+    top5_overlap: int
+    kl: float  # KL(reference || encrypted) of the next-token distribution, nats
+    encrypted_next: int
+    reference_next: int
+
+
+@dataclass
+class RunResult:
+    n_encrypted_layers: int
+    n_layers: int
+    layers: list[LayerReport] = field(default_factory=list)
+    prompts: list[PromptReport] = field(default_factory=list)
+    stats: Stats = field(default_factory=Stats)
+    stage_seconds: dict = field(default_factory=dict)
+    seconds_total: float = 0.0
+    key_bytes: int = 0
+    layout: dict = field(default_factory=dict)
+    plan: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.reshape(-1), b.reshape(-1)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-300))
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max()
+    return z - math.log(np.exp(z).sum())
+
+
+def compare_logits(enc: np.ndarray, ref: np.ndarray, index: int, n_tokens: int) -> PromptReport:
+    lp, lq = _log_softmax(ref), _log_softmax(enc)
+    kl = float(np.sum(np.exp(lp) * (lp - lq)))
+    top5 = len(set(np.argsort(enc)[-5:].tolist()) & set(np.argsort(ref)[-5:].tolist()))
+    return PromptReport(index, n_tokens, int(np.argmax(enc)) == int(np.argmax(ref)), top5, kl,
+                        int(np.argmax(enc)), int(np.argmax(ref)))
+
+
+def rescale_stream(ev, h, old: float, new: float):
+    """h / old -> h / new for powers of two: an exact integer product when the scale shrinks, else a
+    public constant (one level; the stream arrives fresh from the block-output refresh)."""
+    if old == new:
+        return h
+    if old > new:
+        return ev.mul_int(h, int(round(old / new)))
+    return ev.rescale(ev.mul_const(h, old / new))
+
+
+class _SimRefresh:
+    """The refresh interface on the simulator: records where round trips happen, returns fresh records."""
+
+    def __init__(self, ev: SimEvaluator):
+        self.ev = ev
+        self.by_stage: dict[str, int] = {}
+
+    def refresh(self, cts, stage, domain=None, valid=None, fill=None, level=None):
+        self.by_stage[stage] = self.by_stage.get(stage, 0) + 1
+        return [self.ev.fresh(level) for _ in cts]
+
+    def ensure_levels_all(self, cts, levels, stage):
+        return cts if all(c.level >= levels for c in cts) else self.refresh(cts, stage)
+
+
+def plan_block(block: EncryptedLlamaBlock, params: Parameters) -> dict:
+    """One block on the level simulator, for the worst-case batch (one prompt filling every token slot):
+    refresh round trips per stage, rotation steps (the Galois keys to make), counters. LevelError if a
+    circuit cannot fit a fresh ciphertext of this profile."""
+    ev = SimEvaluator(params)
+    refresh = _SimRefresh(ev)
+    seg = Segments((block.layout.tokens,))
+    block.forward(ev, ev.fresh(), refresh, seg, StageClock())
+    return {"refreshes": dict(refresh.by_stage), "round_trips": sum(refresh.by_stage.values()),
+            "rotation_steps": sorted(s % params.slots for s in ev.rotation_steps if s % params.slots),
+            "counters": dict(ev.counters)}
+
+
+class EncryptedLlama:
+    """Keys, packed blocks and the two roles for one model, batch capacity and parameter set."""
+
+    def __init__(self, weights: LlamaWeights, params: Parameters, domains: list[BlockDomains], n_layers: int,
+                 max_tokens: int, device: str = "cpu", random=None):
+        cfg = weights.config
+        if not 0 <= n_layers <= cfg.n_layer:
+            raise InputError(f"--layers must be between 0 and {cfg.n_layer}, got {n_layers}")
+        self.weights, self.cfg, self.params, self.n_layers = weights, cfg, params, n_layers
+        self.model = Llama(weights)
+        width = max(cfg.n_embd, cfg.n_head * cfg.head_dim)
+        if max_tokens > Layout.max_tokens(params.slots, width):
+            raise InputError(f"{max_tokens} tokens do not fit one ciphertext of profile {params.name} "
+                             f"(at most {Layout.max_tokens(params.slots, width)} for width {width})")
+        self.layout = Layout.for_model(params.slots, max_tokens, width)
+        self.blocks = [EncryptedLlamaBlock(weights, i, self.layout, domains[i]) for i in range(n_layers)]
+        self.stream_scales = [d.stream_scale for d in domains[:n_layers]]
+        steps: set[int] = set()
+        self.plan: dict = {}
+        try:  # before any key is generated
+            for b in self.blocks:
+                p = plan_block(b, params)
+                steps |= set(p["rotation_steps"])
+                self.plan = p
+        except LevelError as exc:
+            raise LevelError(f"profile {params.name} is too shallow for the Llama circuits: {exc}") from None
+        self.ctx = CKKSContext(params, device=device)
+        self.client = Client(self.ctx, steps, random) if n_layers else None
+        self.server = self.client.server_evaluator() if n_layers else None
+
+    # -- one pass over a batch of prompts --------------------------------------------------------------
+    def run(self, prompts: list[list[int]], on_layer=None, start_layer: int = 0,
+            start_hidden: np.ndarray | None = None) -> tuple[list[np.ndarray], RunResult]:
+        """Encrypted blocks on a batch of prompts packed into one ciphertext.
+
+        Returns each prompt's final logits (after the clear blocks, if any) and the report. ``on_layer(i,
+        hidden)`` receives the key holder's decryption after block i (what a client refresh sees anyway),
+        which a resumable benchmark saves; ``start_layer`` / ``start_hidden`` resume from it (one extra
+        refresh at that boundary).
+        """
+        t_start = time.perf_counter()
+        seg = Segments(tuple(len(p) for p in prompts))
+        if seg.total > self.layout.tokens:
+            raise InputError(f"{seg.total} tokens exceed the {self.layout.tokens} of one ciphertext; fewer prompts")
+        result = RunResult(self.n_layers, self.cfg.n_layer, key_bytes=self.client.public_material_bytes()
+                           if self.client else 0,
+                           layout={"slots": self.layout.slots, "tokens": self.layout.tokens,
+                                   "features_per_chunk": self.layout.chunk, "prompts": len(prompts),
+                                   "tokens_used": seg.total},
+                           plan={k: v for k, v in self.plan.items() if k != "rotation_steps"})
+        refs = [self.model.embed(p) for p in prompts]  # (T_i, C) each: the float64 reference
+        for i in range(start_layer):
+            refs = [self.model.block(r, i) for r in refs]
+        x = np.concatenate(refs) if start_hidden is None else start_hidden  # (total, C)
+        clock = StageClock()
+        if self.n_layers > start_layer:
+            refresh = ClientRefresh(self.client, result.stats)
+            s = self.stream_scales[start_layer]
+            (h,) = self.client.encrypt_hidden(self.layout, x / s)  # the server holds h / s
+            for i in range(start_layer, self.n_layers):
+                t0 = time.perf_counter()
+                h = rescale_stream(self.server, h, s, self.stream_scales[i])
+                s = self.stream_scales[i]
+                h = self.blocks[i].forward(self.server, h, refresh, seg, clock)
+                seconds = time.perf_counter() - t0
+                refs = [self.model.block(r, i) for r in refs]
+                got = s * self.client.decrypt_hidden(self.layout, [h], seg.total, self.cfg.n_embd)
+                ref = np.concatenate(refs)
+                err = float(np.max(np.abs(got - ref)))
+                scale = float(np.max(np.abs(ref)))
+                cos = min(_cosine(got[a:a + n], ref[a:a + n]) for a, n in zip(seg.starts, seg.lengths))
+                result.layers.append(LayerReport(i, err, -math.log2(err / scale) if err > 0 else math.inf, cos,
+                                                 seconds))
+                if on_layer is not None:
+                    on_layer(i, got, result.layers[-1])
+            x = s * self.client.decrypt_hidden(self.layout, [h], seg.total, self.cfg.n_embd)
+        logits = []
+        for k, (a, n) in enumerate(zip(seg.starts, seg.lengths)):
+            hid, ref = x[a:a + n], refs[k]
+            for i in range(max(self.n_layers, start_layer), self.cfg.n_layer):  # in the clear, on the client
+                hid, ref = self.model.block(hid, i), self.model.block(ref, i)
+            enc_logits, ref_logits = self.model.final_logits(hid)[-1], self.model.final_logits(ref)[-1]
+            logits.append(enc_logits)
+            result.prompts.append(compare_logits(enc_logits, ref_logits, k, n))
+        result.stage_seconds = clock.seconds
+        result.seconds_total = time.perf_counter() - t_start
+        return logits, result
+
+    def generate(self, prompt_ids: list[int], max_new_tokens: int, stop_ids=(), on_token=None) -> tuple[list[int], list[RunResult]]:
+        """Greedy decoding, one full encrypted pass per new token (no KV cache under encryption yet)."""
+        ids, results = list(prompt_ids), []
+        for _ in range(max_new_tokens):
+            if len(ids) > self.layout.tokens:
+                break
+            logits, result = self.run([ids])
+            results.append(result)
+            nxt = int(np.argmax(logits[0]))
+            ids.append(nxt)
+            if on_token is not None:
+                on_token(nxt, result)
+            if nxt in stop_ids:
+                break
+        return ids[len(prompt_ids):], results

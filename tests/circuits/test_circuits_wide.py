@@ -1,0 +1,89 @@
+"""Wide-range 1/sqrt(x) (9 decades), SiLU and GELU on [-128, 128]: plaintext error on the real ranges,
+homomorphic evaluation against the plaintext twin, refreshes and level errors."""
+
+import numpy as np
+import pytest
+
+from fhectl.circuits import approximations as A
+from fhectl.circuits import wide as W
+from fhectl.circuits.levels import SimEvaluator
+from fhectl.circuits.protocols import SecretKeyRefresher
+from fhectl.ckks.precision import fresh_precision_bits, precision_bits
+from fhectl.errors import LevelError
+
+
+@pytest.mark.parametrize("a,b", [(1e-6, 1e3), (1e-3, 1e6)])
+def test_inverse_sqrt_over_nine_decades(a, b):
+    s = W.inverse_sqrt_wide(a, b)
+    assert s.max_rel_error <= 2**-12
+    x = np.geomspace(a, b, 100001)
+    assert np.max(np.abs(s.eval_plain(x) * np.sqrt(x) - 1.0)) <= 2**-12
+    assert s.depth() == sum(n for _, n in s.stages()) and s.depth() <= 24
+    # the narrow circuit (a seed on [1, 100]) is useless here
+    narrow = A.inverse_sqrt(1.0, 100.0, max_seed_degree=15)
+    with np.errstate(all="ignore"):
+        assert not np.all(np.abs(narrow.eval_plain(x) * np.sqrt(x) - 1.0) <= 1.0)
+
+
+def test_inverse_sqrt_out_scale_keeps_outputs_small():
+    s = W.inverse_sqrt_wide(1e-6, 1e3, out_scale=2**-4)
+    x = np.geomspace(1e-6, 1e3, 20001)
+    assert np.max(np.abs(s.eval_plain(x))) <= 2**6.1 and s.max_rel_error <= 2**-12
+
+
+@pytest.mark.parametrize("kind", ["silu", "gelu"])
+def test_activations_on_wide_range(kind):
+    f = W.silu_wide() if kind == "silu" else W.gelu_wide()
+    x = np.linspace(-128.0, 128.0, 100001)
+    err = np.abs(f.eval_plain(x) - f.reference(x))
+    assert np.all(err <= 1e-4 * np.abs(x) + 1e-12) and f.max_gate_error <= 1e-4
+    inner = np.abs(x) <= 8
+    assert err[inner].max() <= 1e-3
+    assert f.depth() == 11
+    # the old interpolant on [-8, 8] diverges on the wide range
+    if kind == "gelu":
+        assert np.max(np.abs(A.gelu(-8.0, 8.0).eval_plain(x) - f.reference(x))) > 1.0
+
+
+def _check(kit, ap, x, ct, out, extra_bits):
+    got = kit.decryptor.decrypt(out).real
+    assert precision_bits(got, ap.eval_plain(x)) >= fresh_precision_bits(kit.params) - extra_bits
+    assert out.scale == pytest.approx(ct.scale, rel=1e-12)
+
+
+def test_homomorphic_inverse_sqrt_wide(deep_kit):
+    kit, ev = deep_kit, deep_kit.evaluator
+    ap = W.inverse_sqrt_wide(1e-3, 1e6, out_scale=2**-4)
+    x = np.geomspace(1e-3, 1e6, kit.params.slots)
+    ct = kit.encryptor.encrypt(x)
+    out = ap.evaluate(ev, ct)
+    _check(kit, ap, x, ct, out, 12)
+    assert ct.level - out.level == ap.depth()
+    sim = SimEvaluator(kit.params)
+    assert ap.evaluate(sim, sim.fresh()).level == kit.params.max_level - ap.depth()
+
+
+@pytest.mark.parametrize("kind", ["silu", "gelu"])
+def test_homomorphic_activation(deep_kit, kind):
+    kit, ev = deep_kit, deep_kit.evaluator
+    ap = W.silu_wide() if kind == "silu" else W.gelu_wide()
+    x = np.concatenate([np.linspace(-128, 128, 256), kit.rng.uniform(-8, 8, kit.params.slots - 256)])
+    ct = kit.encryptor.encrypt(x)
+    out = ap.evaluate(ev, ct)
+    _check(kit, ap, x, ct, out, 10)
+    assert ct.level - out.level == ap.depth()
+
+
+def test_refresher_called_when_levels_run_out(deep_kit):
+    kit, ev = deep_kit, deep_kit.evaluator
+    ap = W.inverse_sqrt_wide(1e-3, 1e6, out_scale=2**-4)
+    x = np.geomspace(1e-3, 1e6, kit.params.slots)
+    ct = ev.drop_level(kit.encryptor.encrypt(x), 12)
+    refresh = SecretKeyRefresher(kit.encryptor, kit.decryptor)
+    out = ap.evaluate(ev, ct, refresh=refresh)
+    assert refresh.calls and all(c.startswith("inverse_sqrt_wide") for c in refresh.calls)
+    _check(kit, ap, x, ct, out, 12)
+    with pytest.raises(LevelError, match=r"inverse_sqrt_wide .* needs \d+ levels"):
+        ap.evaluate(ev, ct)
+    with pytest.raises(LevelError, match=r"silu_wide needs 11 levels"):
+        W.silu_wide().evaluate(ev, ev.drop_level(ct, 5))

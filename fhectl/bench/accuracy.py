@@ -25,7 +25,7 @@ import numpy as np
 
 from fhectl.ckks.params import Parameters
 from fhectl.llama.calibration import BlockDomains
-from fhectl.llama.encrypted import EncryptedLlamaBlock
+from fhectl.llama.encrypted import BlockCircuits
 from fhectl.llama.inference import EncryptedLlama, compare_logits
 from fhectl.llama.mirror import BlockMirror, SilentErrors
 from fhectl.llama.model import Llama
@@ -50,11 +50,13 @@ def evaluation_prompts(tokenizer) -> list[dict]:
     return out
 
 
-def run_mirror(weights, domains: list[BlockDomains], prompts: list[dict], layout: Layout, tick=lambda s: None) -> dict:
-    """Part 1: the plaintext mirror against the float64 model on every prompt."""
+def run_mirror(weights, domains: list[BlockDomains], prompts: list[dict], tick=lambda s: None) -> dict:
+    """Part 1: the plaintext mirror against the float64 model on every prompt (circuits built for rows of
+    up to the longest prompt's length)."""
     model = Llama(weights)
     n_layer = weights.config.n_layer
-    blocks = [EncryptedLlamaBlock(weights, i, layout, domains[i]) for i in range(n_layer)]
+    max_keys = max(len(p["ids"]) for p in prompts)
+    blocks = [BlockCircuits.build(i, domains[i], max_keys) for i in range(n_layer)]
     per_layer_cos = [[] for _ in range(n_layer)]
     rows, errors = [], SilentErrors()
     for k, p in enumerate(prompts):
@@ -89,14 +91,23 @@ def run_mirror(weights, domains: list[BlockDomains], prompts: list[dict], layout
 
 
 def pick_encrypted_batch(prompts: list[dict], count: int, capacity: int) -> list[dict]:
-    """The ``count`` shortest prompts (ties by id), as long as they fit one ciphertext together."""
-    chosen, used = [], 0
-    for p in sorted(prompts, key=lambda p: (len(p["ids"]), p["id"])):
-        if len(chosen) == count:
-            break
-        if used + len(p["ids"]) <= capacity:
-            chosen.append(p)
-            used += len(p["ids"])
+    """``count`` prompts for one ciphertext of ``capacity`` token slots: the first prompt (by id) of each kind,
+    kinds in turn until ``count`` are chosen, each cut to its first capacity // count tokens (the float64
+    reference sees the same cut prompts). Different kinds (code, SQL, numbers, other scripts...) make a
+    more telling batch than the shortest prompts, which are all of one kind."""
+    per = capacity // max(count, 1)
+    if per < 1:
+        raise ValueError(f"{count} prompts do not fit {capacity} token slots")
+    by_kind: dict[str, list[dict]] = {}
+    for p in sorted(prompts, key=lambda p: p["id"]):
+        by_kind.setdefault(p["kind"], []).append(p)
+    chosen, round_ = [], 0
+    while len(chosen) < count and any(len(v) > round_ for v in by_kind.values()):
+        for kind in sorted(by_kind):
+            if len(chosen) < count and len(by_kind[kind]) > round_:
+                p = by_kind[kind][round_]
+                chosen.append(p | {"ids": p["ids"][:per], "cut_from": len(p["ids"])})
+        round_ += 1
     return chosen
 
 
@@ -183,6 +194,7 @@ def run_accuracy_report(model_name: str, weights_spec, params: Parameters, out_r
     from fhectl.llama import calibration, pipeline
 
     t0 = time.time()
+    git = git_state()  # the code that runs, recorded before it runs
     deadline = None if budget_s is None else t0 + budget_s
     w, tok, source = pipeline.load_model(model_name, weights_spec)
     cfg = w.config
@@ -191,8 +203,7 @@ def run_accuracy_report(model_name: str, weights_spec, params: Parameters, out_r
     width = max(cfg.n_embd, cfg.n_head * cfg.head_dim)
     capacity = Layout.max_tokens(params.slots, width)
     tick("calibrated")
-    mirror_layout = Layout(slots=max(params.slots, 1024 * 128), tokens=128, chunk=1024)  # only for the maths
-    mirror = run_mirror(w, domains, prompts, mirror_layout, tick)
+    mirror = run_mirror(w, domains, prompts, tick)
     encrypted = None
     if encrypted_prompts > 0:
         batch = pick_encrypted_batch(prompts, encrypted_prompts, capacity)
@@ -202,7 +213,6 @@ def run_accuracy_report(model_name: str, weights_spec, params: Parameters, out_r
         encrypted = run_encrypted(w, domains, params, batch, state, encrypted_layers, device, tick, deadline)
         encrypted["state_dir"] = str(state)
     created = _dt.datetime.now(_dt.timezone.utc)
-    git = git_state()
     report = {
         "kind": "accuracy",
         "created": created.isoformat(),
@@ -276,7 +286,8 @@ def render_accuracy_markdown(r: dict) -> str:
         lines += [
             "## Fully encrypted run",
             "",
-            f"Prompts {', '.join(e['prompt_ids'])} ({sum(e['tokens'])} tokens) packed into one ciphertext; "
+            f"Prompts {', '.join(e['prompt_ids'])} (one per kind, each cut to its first {min(e['tokens'])}-"
+            f"{max(e['tokens'])} tokens, {sum(e['tokens'])} in all) packed into one ciphertext; "
             f"layers done: {e['layers_done']} of {e['layers_total']}"
             f"{'' if e['complete'] else ' (PARTIAL: the run was stopped; the rows below cover only these layers)'}.",
             "",

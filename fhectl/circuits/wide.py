@@ -238,7 +238,8 @@ def inverse_sqrt_wide(a: float, b: float, rel_tol: float = 2.0**-12, out_scale: 
         c, lo, hi = _relative_fit(ratio, d)
         l, u = lo_hi[-1]
         fits.append((np.asarray(c) / math.sqrt(u), l, u))  # p(v) = p_unit(v / u) / sqrt(u)
-        ratio = float(f"{(hi / lo) ** 2 * (1.0 + 1e-6):.6g}")
+        # a near-perfect final fit would round its output ratio to exactly 1 (an interval of width 0)
+        ratio = max(float(f"{(hi / lo) ** 2 * (1.0 + 1e-6):.6g}"), 1.0 + 1e-5)
         top = hi * hi * (1.0 + 5e-7)
         lo_hi.append((top / ratio, top))
     alphas = [2.0 / (u - l) for l, u in lo_hi]

@@ -25,6 +25,12 @@ from fhe_kernels.automorphism import galois_element_for_conjugation, galois_elem
 from fhe_kernels.rns import signed_to_rns
 from fhectl.ckks import sampling
 from fhectl.ckks.context import CKKSContext
+from fhectl.errors import FormatError
+
+# A coefficient counts as "small" below q / 2^SMALL_SHIFT in magnitude (centred). A uniform residue is
+# small with probability 2^-11, so a random polynomial with half its coefficients small has probability
+# below 2^-40 even at N = 8; an error polynomial (|e| <= 12 sigma) is small on every coefficient.
+SMALL_SHIFT = 12
 
 
 @dataclass
@@ -79,6 +85,76 @@ class GaloisKeys:
             if galois_element_for_rotation(step, ring_degree) in self.keys:
                 out.append(step)
         return out
+
+
+def _sorted_distinct(x: np.ndarray) -> np.ndarray:
+    """Distinct values along the last axis: (..., N) -> (...)."""
+    s = np.sort(x, axis=-1)
+    return 1 + np.count_nonzero(np.diff(s, axis=-1), axis=-1)
+
+
+def _mostly_small(x: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Per limb: more than half of the centred residues of x (L, N) below q / 2^SMALL_SHIFT. q: (L, 1)."""
+    magnitude = np.minimum(x, q - x)
+    return np.count_nonzero(magnitude < (q >> np.uint64(SMALL_SHIFT)), axis=-1) > x.shape[-1] // 2
+
+
+def check_public_key(ctx: CKKSContext, pk: PublicKey, source: str = "public key") -> None:
+    """Refuse a public key (b, a) that cannot hide a message: FormatError naming the limb and the defect.
+
+    A fresh encryption is c0 = u b + e0 + m, c1 = u a + e1. If b is zero, constant or small, c0 carries m
+    almost in the clear; if b + a s' is small for a trivial s' (0, 1 or -1), anyone decrypts with s'. A real
+    key has b and a uniform modulo every prime: checked on every limb, in both domains (the key is stored in
+    the NTT domain, where a constant polynomial has all-equal values, while a coefficient-domain constant
+    is mostly zeros): b and a each take at least N/2 distinct values, and none of b, a, b + a, b - a has
+    most of its coefficients small. A uniform pair fails either test with probability below 2^-40.
+    """
+    be = ctx.backend
+    p = ctx.params
+    n = p.ring_degree
+    rows = ctx.q_rows(p.max_level)
+    ntt = np.asarray(be.to_host(pk.data))
+    if ntt.shape != (2, len(rows), n):
+        raise FormatError(f"{source}: data has shape {ntt.shape}, expected {(2, len(rows), n)}")
+    coeffs = be.copy(pk.data)
+    be.intt(coeffs, rows)
+    coeffs = np.asarray(be.to_host(coeffs))
+    q = np.array(p.moduli_q, dtype=np.uint64)[:, None]
+    b, a = coeffs
+    problems = []
+    for domain, arr in (("NTT", ntt), ("coefficient", coeffs)):
+        distinct = _sorted_distinct(arr)  # (2, L+1)
+        for poly, name in enumerate(("b", "a")):
+            bad = np.flatnonzero(distinct[poly] < n // 2)
+            if bad.size:
+                i = int(bad[0])
+                problems.append(f"{name} takes only {int(distinct[poly, i])} distinct values in the {domain} "
+                                f"domain on limb {i} (a uniform polynomial takes about {n})")
+    for name, arr in (("b", b), ("a", a), ("b + a", (b + a) % q), ("b - a", (b + (q - a)) % q)):
+        bad = np.flatnonzero(_mostly_small(arr, q))
+        if bad.size:
+            problems.append(f"{name} has mostly small coefficients on limb {int(bad[0])}")
+    if problems:
+        raise FormatError(f"{source} is degenerate ({'; '.join(problems[:3])}): it would encrypt in the clear "
+                          "or under a trivial secret; refusing it (the key file is corrupt or forged)")
+
+
+def public_key_error(ctx: CKKSContext, sk: SecretKey, pk: PublicKey) -> np.ndarray:
+    """b + a s on every limb of Q, centred: (L+1, N) int64. A matching secret gives the key's small error e
+    on every limb (the same e, reduced modulo each prime); a wrong one gives uniform residues."""
+    be = ctx.backend
+    p = ctx.params
+    rows = ctx.q_rows(p.max_level)
+    b = be.copy(be.polys(pk.data, 0, 1))  # (1, L+1, N), NTT domain
+    a = be.polys(pk.data, 1, 2)
+    acc = be.empty(b.shape)
+    be.mul(a, be.limbs(sk.ntt, 0, len(rows)), acc, rows)
+    be.add(acc, b, acc, rows)
+    be.intt(acc, rows)
+    host = np.asarray(be.to_host(acc))[0]
+    q = np.array(p.moduli_q, dtype=np.uint64)[:, None]
+    upper = host > q // np.uint64(2)
+    return np.where(upper, -((q - host).astype(np.int64)), host.astype(np.int64))
 
 
 def new_key_id() -> str:

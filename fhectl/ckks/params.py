@@ -36,6 +36,11 @@ MAX_LOG_QP_128 = {
 }
 
 SECRET_DISTRIBUTIONS = ("ternary",)
+# What the table above assumes; a profile outside it is not labelled 128-bit. The table's error is a
+# discrete Gaussian of sigma = 8 / sqrt(2 pi) ~ 3.19; a wider error only makes the problem harder, a
+# narrower one easier (sigma -> 0 is noiseless linear algebra), so sigma has a floor and no ceiling here.
+SECRETS_128 = ("ternary",)
+MIN_SIGMA_128 = 3.19
 MAX_PRIME_BITS = 60  # kernels accept primes below 2**61; a prime "near 2**60" may have 61 bits
 KS_MARGIN_BITS = 8  # log2(P / Q_j) at least; see Parameters.from_literal
 
@@ -199,6 +204,11 @@ class Parameters:
 
         security_bits = 128
         bound = MAX_LOG_QP_128.get(lit.log_n)
+        outside = []  # distributions the table does not cover
+        if lit.sigma < MIN_SIGMA_128:
+            outside.append(f"sigma = {lit.sigma:g} is below {MIN_SIGMA_128}, the error width the table assumes")
+        if lit.secret not in SECRETS_128:
+            outside.append(f"secret = {lit.secret!r} is not one the table covers ({', '.join(SECRETS_128)})")
         if lit.security == "none":
             if not allow_insecure:
                 raise InsecureParametersError(
@@ -206,8 +216,14 @@ class Parameters:
                     "it is for tests only: pass --insecure to use it anyway"
                 )
             security_bits = 0
-        elif (bound is None or log_qp > bound) and allow_insecure:
+        elif (bound is None or log_qp > bound or outside) and allow_insecure:
             security_bits = 0
+        elif outside:
+            raise InsecureParametersError(
+                f"{src} is not 128-bit secure: {'; '.join(outside)} "
+                "(HomomorphicEncryption.org standard: ternary secret, sigma ~ 3.2); "
+                "fix the profile, or pass --insecure for tests"
+            )
         elif bound is None or log_qp > bound:
             detail = (
                 f"log2 QP = {log_qp:.1f} exceeds {bound} bits, the 128-bit bound at N = 2^{lit.log_n}"

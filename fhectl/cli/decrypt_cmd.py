@@ -41,6 +41,7 @@ from fhectl.cli.options import Device, Force, Insecure, Json, Keyring, KeySet, O
 from fhectl.errors import FormatError, InputError, KeyMismatchError, KeyringError
 from fhectl.io.atomic import atomic_write_bytes
 from fhectl.io.container import Container, decode_container, read_container
+from fhectl.io.inputs import read_stdin
 from fhectl.io.objects import container_to_ciphertexts
 
 TAIL = 6.0  # standard deviations, as fhectl.ckks.precision
@@ -108,7 +109,7 @@ def slot_bound(coefficient_bound: float, params: Parameters, scale: float) -> fl
 def read_ciphertext_file(path: str) -> tuple[Container, str]:
     if path == "-":
         source = "<stdin>"
-        c = decode_container(sys.stdin.buffer.read(), source)
+        c = decode_container(read_stdin(sys.stdin.buffer, source), source)
     else:
         source = path
         c = read_container(path)

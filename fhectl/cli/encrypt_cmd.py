@@ -14,7 +14,6 @@ and dtype.
 
 from __future__ import annotations
 
-import io
 import math
 import re
 import sys
@@ -31,9 +30,9 @@ from fhectl.cli.errors import guarded
 from fhectl.cli.options import Bundle, Device, Force, Insecure, Json, Keyring, KeyName, KeyVersion, Output, Passphrase
 from fhectl.errors import InputError
 from fhectl.io.container import Container, encode_container, write_container
+from fhectl.io.inputs import NPY_MAGIC, load_npy, read_stdin
 from fhectl.io.objects import ciphertexts_to_container
 
-NPY_MAGIC = b"\x93NUMPY"
 # Inputs up to 2**38 in magnitude decrypt exactly: decryption keeps 40 bits above the scale.
 MAX_ABS_VALUE = 2.0**38
 DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
@@ -91,17 +90,14 @@ def read_values(path: str) -> np.ndarray:
     """An array from a .npy file, or from text/CSV numbers (one row per line); '-' reads stdin."""
     source = "<stdin>" if path == "-" else path
     if path == "-":
-        data = sys.stdin.buffer.read()
+        data = read_stdin(sys.stdin.buffer, source)
     else:
         try:
             data = Path(path).read_bytes()
         except OSError as exc:
             raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if data.startswith(NPY_MAGIC):
-        try:
-            arr = np.load(io.BytesIO(data), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise InputError(f"{source}: not a readable .npy file: {exc}") from None
+        arr = load_npy(data, source, DTYPES)
     elif data.startswith(b"PK\x03\x04"):
         raise InputError(f"{source}: .npz archives are not supported; save one array with numpy.save")
     else:

@@ -10,6 +10,12 @@ import os
 import sys
 
 import typer
+from typer.core import TyperGroup
+
+try:  # Typer >= 0.2x vendors its own click; older Typer uses the click package
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - depends on the installed Typer
+    from click import exceptions as click_exceptions
 
 from fhectl.errors import FhectlError
 
@@ -64,3 +70,31 @@ def guarded(fn):
             ) from None
 
     return wrapper
+
+
+class OneLineErrorsGroup(TyperGroup):
+    """The root command group: click's usage errors (an option out of range, an unknown option or command,
+    a missing argument) become one ``error:`` line and exit 2, as every other usage error does, instead of
+    Typer's multi-line usage panel. Help and ``--version`` are unchanged."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except getattr(click_exceptions, "NoArgsIsHelpError", ()) as exc:  # the help is already printed
+            sys.exit(exc.exit_code)
+        except click_exceptions.UsageError as exc:
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            sys.exit(_one_line(exc.format_message() + hint, 2))
+        except click_exceptions.ClickException as exc:
+            sys.exit(_one_line(exc.format_message(), 2))
+        except typer.Abort:
+            sys.exit(_one_line("aborted", 1))
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _one_line(message: str, code: int) -> int:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    return code

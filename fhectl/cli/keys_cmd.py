@@ -1,4 +1,4 @@
-"""`fhectl keys list|show|export|verify`: the keyring's key sets, never their secret values."""
+"""`fhectl keys list|show|export|verify|destroy`: the keyring's key sets, never their secret values."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from fhectl.errors import FhectlError, InputError, KeyringError
 from fhectl.io.container import bundle_containers, encode_container, write_container
 from fhectl.io.objects import container_to_galois_keys, container_to_switching_key
 
-app = typer.Typer(help="List, show, export and verify key sets in the keyring.", no_args_is_help=True)
+app = typer.Typer(help="List, show, export, verify and destroy key sets in the keyring.", no_args_is_help=True)
 
 Files = Annotated[
     Optional[str],
@@ -35,7 +35,8 @@ def list_keys(keyring: Keyring = None, json: Json = False) -> None:
         for kv in ring.versions(name):
             rows.append({"key_set": name, "version": kv.version, "status": kv.status, "key_id": kv.key_id,
                          "profile": kv.profile, "params_id": kv.params_id, "created": kv.created,
-                         "sealed": kv.sealed, "fingerprint": keysets.fingerprint(kv)})
+                         "sealed": kv.sealed, "has_secret": kv.has_secret,
+                         "fingerprint": keysets.fingerprint(kv)})
     if json:
         console.print_json({"keyring": str(ring.root), "versions": rows})
         return
@@ -48,12 +49,18 @@ def list_keys(keyring: Keyring = None, json: Json = False) -> None:
             table.add_column(col, no_wrap=True)
         for r in rows:
             table.add_row(r["key_set"], str(r["version"]), r["status"], r["key_id"], r["profile"], r["created"],
-                          "sealed" if r["sealed"] else "plain 0600")
+                          _secret_state(r))
         console.out.print(table)
         return
     for r in rows:  # one line per version, for grep and awk
         print(f"{r['key_set']}\tv{r['version']}\t{r['status']}\t{r['key_id']}\t{r['profile']}\t{r['created']}\t"
-              f"{'sealed' if r['sealed'] else 'plain'}")
+              f"{_secret_state(r).split()[0]}")
+
+
+def _secret_state(row: dict) -> str:
+    if not row["has_secret"]:
+        return "destroyed"
+    return "sealed" if row["sealed"] else "plain 0600"
 
 
 @app.command("show")
@@ -143,7 +150,9 @@ def _deep_check(ring, name: str, kv, insecure: bool, device: str, passphrase: st
             container_to_galois_keys(keys.ctx, c, f)
         elif c.kind in ("relin-key", "switching-key"):
             container_to_switching_key(keys.ctx, c, c.kind, f)
-    if kv.sealed and passphrase is None and not sys.stdin.isatty():
+    if not kv.has_secret:
+        notes.append("secret key destroyed")
+    elif kv.sealed and passphrase is None and not sys.stdin.isatty():
         notes.append("secret key not checked (sealed; pass --passphrase)")
     else:
         keys.secret_key(passphrase, allow_retired=True)
@@ -193,3 +202,31 @@ def verify(
                 console.out.print(head + "FAILED: " + r["problem"], markup=False, highlight=False)
     if failed:
         raise typer.Exit(KeyringError.exit_code)
+
+
+@app.command("destroy")
+@guarded
+def destroy(
+    version: Annotated[int, typer.Option("--version", "-V", min=1, help="The retired version whose secret to destroy.",
+                                         show_default=False)],
+    name: KeyName = "default",
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: files still under this version become "
+                                                    "undecryptable forever.")] = False,
+    keyring: Keyring = None,
+    json: Json = False,
+) -> None:
+    """Shred the secret key of a retired version (overwritten, then removed); its public files stay.
+
+    Files still encrypted under the version can never be decrypted again: rewrap them first
+    (fhectl rotate rewrap). Exit 6 if the version is not retired."""
+    ring = keysets.open_keyring(keyring)
+    kv = ring.get(name, version)
+    if not yes:
+        raise InputError(f"destroying the secret key of {name!r} v{kv.version} ({kv.key_id}) cannot be undone; "
+                         "pass --yes to confirm")
+    kv = ring.destroy_secret(name, version)
+    if json:
+        console.print_json({"key_set": name, "version": kv.version, "key_id": kv.key_id, "destroyed": True})
+    else:
+        keysets.say(f"destroyed the secret key of {name!r} v{kv.version} ({kv.key_id}): files under it can no "
+                    "longer be decrypted; its public files remain")

@@ -17,10 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from fhe_kernels.automorphism import galois_element_for_conjugation, galois_element_for_rotation
-from fhectl.ckks.ciphertext import Ciphertext
 from fhectl.ckks.context import CKKSContext
-from fhectl.ckks.encryptor import Decryptor
-from fhectl.ckks.keys import GaloisKeys, KeyGenerator, PublicKey, SecretKey, SwitchingKey
+from fhectl.ckks.keys import GaloisKeys, KeyGenerator, PublicKey, SecretKey, SwitchingKey, public_key_error
 from fhectl.ckks.params import Parameters, ParametersLiteral, literal_as_dict, load_parameters
 from fhectl.cli import console
 from fhectl.errors import FhectlError, FormatError, InputError, KeyMismatchError, KeyringError
@@ -84,16 +82,18 @@ def context_for(params: Parameters, device: str) -> CKKSContext:
 
 
 def check_secret_matches_public(ctx: CKKSContext, sk: SecretKey, pk: PublicKey, source: str) -> None:
-    """b + a*s must be the public key's small error e: a wrong or damaged secret gives uniform garbage."""
-    probe = Ciphertext(data=pk.data, level=ctx.params.max_level, scale=1.0, params_id=ctx.params_id,
-                       key_id=pk.key_id, slots=0)
-    e = Decryptor(ctx, sk).decrypt_coefficients(probe)
+    """b + a*s must be the public key's small error e on every limb: a wrong or damaged secret (or a public
+    key altered on any prime) gives uniform garbage there."""
+    e = public_key_error(ctx, sk, pk)  # (L+1, N), centred
     bound = math.ceil(12 * ctx.params.literal.sigma) + 1  # the sampler cuts its tails at 12 sigma
-    worst = float(np.max(np.abs(e)))
-    if not worst <= bound:
+    worst_per_limb = np.max(np.abs(e), axis=1)
+    bad = np.flatnonzero(worst_per_limb > bound)
+    if bad.size:
+        limb = int(bad[0])
+        worst = float(worst_per_limb[limb])
         raise KeyMismatchError(f"{source} does not belong to the key set's public key (b + a*s has coefficients "
-                               f"up to 2^{math.log2(worst):.1f}, a matching secret gives at most {bound}): "
-                               "wrong or damaged secret key")
+                               f"up to 2^{math.log2(worst):.1f} on limb {limb} of {e.shape[0]}, a matching secret "
+                               f"gives at most {bound}): wrong or damaged secret or public key")
 
 
 def get_passphrase(source: str | None, sealed: bool, *, confirm: bool = False) -> bytes | None:
@@ -325,6 +325,7 @@ def describe_version(kv: KeyVersion, params: Parameters | None = None) -> dict:
         "params_id": kv.params_id,
         "created": kv.created,
         "sealed": kv.sealed,
+        "has_secret": kv.has_secret,
         "rotations": steps,
         "conjugation": conjugation,
         "rewraps_from_versions": rewrap_from,
@@ -353,7 +354,10 @@ def print_version(data: dict, out) -> None:
     line("rotations", rot + (" + conjugation" if data["conjugation"] else ""))
     if data["rewraps_from_versions"]:
         line("rewraps", "files from " + ", ".join(f"v{v}" for v in data["rewraps_from_versions"]))
-    line("secret", "passphrase-protected" if data["sealed"] else "NOT passphrase-protected (file mode 0600)")
+    if not data.get("has_secret", True):
+        line("secret", "destroyed (keys destroy): nothing under this version can be decrypted")
+    else:
+        line("secret", "passphrase-protected" if data["sealed"] else "NOT passphrase-protected (file mode 0600)")
     for f in data["files"]:
         extra = f"  PROBLEM: {f['problem']}" if "problem" in f else ""
         line("  " + f["file"].split("/")[0], f"{f['file'].split('/')[1]:<22} {human_bytes(f['bytes']):>10}  "

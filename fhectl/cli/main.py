@@ -7,10 +7,11 @@ import typer
 from fhectl import __version__
 from fhectl.cli import (bench_cmd, decrypt_cmd, demo_cmd, encrypt_cmd, env_cmd, infer_cmd, inspect_cmd, keygen_cmd,
                         keys_cmd, rotate_cmd)
-from fhectl.cli.errors import EXIT_CODES_HELP
+from fhectl.cli.errors import EXIT_CODES_HELP, OneLineErrorsGroup
 
 app = typer.Typer(
     name="fhectl",
+    cls=OneLineErrorsGroup,
     help="CKKS keys, encryption, encrypted GPT-2 inference and benchmarks on fhectl's Numba RNS-CKKS engine.\n\n"
     + EXIT_CODES_HELP,
     no_args_is_help=True,

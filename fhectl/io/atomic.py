@@ -118,3 +118,41 @@ def atomic_write_chunks(path: str | os.PathLike, chunks: Iterable[bytes | bytear
     with atomic_writer(path, mode, exclusive) as f:
         for chunk in chunks:
             f.write(chunk)
+
+
+def shred_file(path: str | os.PathLike) -> None:
+    """Overwrite a regular file's bytes with zeros, fsync, then unlink it. A symlink is unlinked, not followed.
+
+    Best effort against later reads of the disk blocks: on copy-on-write or journalling file systems and on
+    SSDs (wear levelling) the old blocks may survive elsewhere; full-disk encryption covers those. What it
+    does guarantee is that no name (hard link or open handle) still reads the secret.
+    """
+    path = os.fspath(path)
+    fd = os.open(path, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        size = os.fstat(fd).st_size
+        zeros = bytes(min(size, 1 << 20))
+        done = 0
+        while done < size:
+            done += os.write(fd, zeros[: size - done])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.unlink(path)
+
+
+def shred_tree(root: str | os.PathLike) -> None:
+    """:func:`shred_file` every regular file under ``root``, then remove the directories (links are not followed)."""
+    root = os.fspath(root)
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path) or not os.path.isfile(path):
+                os.unlink(path)
+            else:
+                shred_file(path)
+        for name in dirnames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                os.rmdir(path)
+    os.rmdir(root)

@@ -46,7 +46,7 @@ from pathlib import Path
 
 from fhectl.errors import FormatError, KeyMismatchError, KeyringError, OutputExistsError
 
-from .atomic import atomic_write_bytes, fsync_directory
+from .atomic import atomic_write_bytes, fsync_directory, shred_tree
 from .container import (Container, bundle_containers, check_binding, read_container, read_header,
                         unbundle_containers, write_container)
 from .secret_box import SCRYPT_N, is_sealed, open_container, seal_container
@@ -60,6 +60,7 @@ _MANIFEST_FIELDS = {"format", "manifest_version", "name", "version", "profile", 
                     "status", "status_changed", "sealed", "files"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _VERSION_DIR = re.compile(r"v([1-9][0-9]{0,8})\Z")
+_TMP_DIR = re.compile(r"\.v[1-9][0-9]{0,8}\.tmp-[0-9a-f]{8}\Z")  # a version being assembled (see create_key_set)
 _REL_FILE = re.compile(r"(secret|public)/([A-Za-z0-9][A-Za-z0-9._-]{0,63})\.fhe\Z")
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 
@@ -104,6 +105,11 @@ class KeyVersion:
     @property
     def secret_files(self) -> list[str]:
         return [m.group(2) for m in map(_REL_FILE.match, self.files) if m.group(1) == "secret"]
+
+    @property
+    def has_secret(self) -> bool:
+        """False once ``keys destroy`` has shredded the secret (the manifest then lists public files only)."""
+        return bool(self.secret_files)
 
     @property
     def public_files(self) -> list[str]:
@@ -215,12 +221,47 @@ class Keyring:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             self._held[name] = [fd, 1]
+            self._remove_leftovers(name)
             yield
         finally:
             self._held.pop(name, None)
             os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    def _leftovers(self, name: str, versions: list[KeyVersion] | None = None) -> list[Path]:
+        """What killed writers left: temporary version directories (which may hold a secret key), and the
+        secret/ directory of a version whose manifest no longer lists a secret (a killed `keys destroy`)."""
+        set_dir = self._set_dir(name)
+        if not set_dir.is_dir():
+            return []
+        out = [p for p in sorted(set_dir.iterdir()) if _TMP_DIR.match(p.name) and p.is_dir() and not p.is_symlink()]
+        for kv in versions or []:
+            secret_dir = kv.path / "secret"
+            if not kv.has_secret and kv.status == "retired" and secret_dir.is_dir() and not secret_dir.is_symlink():
+                out.append(secret_dir)
+        return out
+
+    def _remove_leftovers(self, name: str) -> None:
+        """Shred what :meth:`_leftovers` finds. Only with the lock held: then no writer is mid-way."""
+        set_dir = self._set_dir(name)
+        try:
+            versions = self.versions(name) if any(_VERSION_DIR.match(p.name) for p in set_dir.iterdir()) else []
+        except KeyringError:  # a corrupt manifest is verify's to report; temporary directories still go
+            versions = []
+        leftovers = self._leftovers(name, versions)
+        for path in leftovers:
+            shred_tree(path)
+        if leftovers:
+            fsync_directory(str(set_dir))
+
+    def _sweep(self, name: str, versions: list[KeyVersion]) -> None:
+        """On a read, clean up after a killed writer if the lock is free (best effort: never fails the read)."""
+        if name in self._held or not self._leftovers(name, versions):
+            return
+        with contextlib.suppress(KeyringError, OSError):  # held by a live writer, or a read-only keyring
+            with self.lock(name):
+                pass
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -239,7 +280,9 @@ class Keyring:
         if not numbers:
             known = ", ".join(self.list_key_sets()) or "none"
             raise KeyringError(f"no key set {name!r} in keyring {self.root} (key sets: {known})")
-        return [_parse_manifest(set_dir / f"v{n}" / MANIFEST, name, n) for n in numbers]
+        versions = [_parse_manifest(set_dir / f"v{n}" / MANIFEST, name, n) for n in numbers]
+        self._sweep(name, versions)
+        return versions
 
     def next_version(self, name: str) -> int:
         try:
@@ -417,7 +460,10 @@ class Keyring:
                 os.rename(tmp, version_dir)
                 fsync_directory(str(set_dir))
             except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
+                try:
+                    shred_tree(tmp)  # it may already hold the secret key
+                except OSError:
+                    shutil.rmtree(tmp, ignore_errors=True)
                 raise
             if status == "primary":
                 for old in old_primaries:
@@ -447,10 +493,36 @@ class Keyring:
                     if other.status == "primary" and other.version != version:
                         self._write_status(other, "active")
                 return kv
+            if kv.status == "retired" and status != "retired" and not kv.has_secret:
+                raise KeyringError(f"version {version} of {name!r} has no secret key (destroyed): it cannot "
+                                   "decrypt, so it stays retired")
             if kv.status == "primary":
                 raise KeyringError(f"version {version} of {name!r} is the primary; promote another version to "
                                    f"primary before making it {status} (a key set keeps exactly one primary)")
             return kv if kv.status == status else self._write_status(kv, status)
+
+    def destroy_secret(self, name: str, version: int) -> KeyVersion:
+        """Shred the secret files of a retired version; its public files (and manifest) stay.
+
+        The manifest is rewritten first, without the secret files: a crash after that leaves a secret/
+        directory no manifest lists, which the next writer (or read) shreds (see :meth:`_leftovers`).
+        """
+        with self.lock(name):
+            kv = self.get(name, version)
+            if kv.status != "retired":
+                raise KeyringError(f"version {version} of {name!r} is {kv.status}; only a retired version's secret "
+                                   f"can be destroyed: rewrap its files, then retire it (fhectl rotate retire {version})")
+            if not kv.has_secret:
+                raise KeyringError(f"version {version} of {name!r} has no secret key (already destroyed)")
+            public = {rel: digest for rel, digest in kv.files.items() if not rel.startswith("secret/")}
+            if not public:
+                raise KeyringError(f"version {version} of {name!r} holds nothing but its secret; nothing would remain")
+            new = replace(kv, files=public, sealed=False)
+            atomic_write_bytes(kv.path / MANIFEST, _manifest_bytes(new), mode=0o644)
+            if (kv.path / "secret").is_dir():
+                shred_tree(kv.path / "secret")
+                fsync_directory(str(kv.path))
+            return new
 
     def export_public(self, name: str, version: int | None, dest_path: str | os.PathLike, *,
                       overwrite: bool = False, allow_retired: bool = False) -> str:

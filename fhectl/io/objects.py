@@ -18,7 +18,7 @@ import numpy as np
 
 from fhectl.ckks.ciphertext import Ciphertext
 from fhectl.ckks.context import CKKSContext
-from fhectl.ckks.keys import GaloisKeys, PublicKey, SecretKey, SwitchingKey
+from fhectl.ckks.keys import GaloisKeys, PublicKey, SecretKey, SwitchingKey, check_public_key
 from fhectl.errors import FormatError, KeyMismatchError
 from fhectl.io.container import Container
 
@@ -161,7 +161,9 @@ def container_to_public_key(ctx: CKKSContext, c: Container, source: str = "publi
     if data.shape != want:
         raise FormatError(f"{source}: data has shape {data.shape}, expected {want}")
     _check_residues(data, p.moduli_q, source, axis_rows=1)
-    return PublicKey(data=ctx.backend.to_device(np.ascontiguousarray(data)), params_id=ctx.params_id, key_id=c.key_id)
+    pk = PublicKey(data=ctx.backend.to_device(np.ascontiguousarray(data)), params_id=ctx.params_id, key_id=c.key_id)
+    check_public_key(ctx, pk, source)  # a zero or constant key would encrypt in the clear
+    return pk
 
 
 def _switching_shape(ctx: CKKSContext) -> tuple[int, ...]:

@@ -37,9 +37,15 @@ from .container import Container, canonical_json, decode_container, encode_conta
 SCRYPT_N = 2**17  # 128 MiB and about 0.4 s per derivation: a key file is opened rarely
 SCRYPT_R = 8
 SCRYPT_P = 1
+# The KDF parameters are read from the file and paid for before the AEAD tag can be checked, so a
+# hostile file could ask for seconds to minutes and gigabytes per open. Bound them to twice fhectl's own
+# setting: memory 128 n r bytes <= 256 MiB, work n r p <= 2 * 2^17 * 8 (about a second).
 MIN_SCRYPT_N = 2**15
-MAX_SCRYPT_N = 2**20
-MAX_SCRYPT_MEMORY = 1 << 30  # 128 * n * r bytes; bounds what a hostile file can make us allocate
+MAX_SCRYPT_N = 2**18
+MAX_SCRYPT_R = 8
+MAX_SCRYPT_P = 4
+MAX_SCRYPT_MEMORY = 256 << 20  # 128 * n * r bytes
+MAX_SCRYPT_WORK = 2 * SCRYPT_N * SCRYPT_R * SCRYPT_P  # n * r * p
 _AAD_TAG = b"fhectl-secret-box-v1\x00"
 _SEALED = "sealed"
 _ENC_FIELDS = {"kdf", "n", "r", "p", "salt", "aead", "nonce"}
@@ -53,10 +59,13 @@ def is_sealed(container: Container) -> bool:
 
 def _check_kdf(n, r, p, where: str) -> None:
     ok = (type(n) is int and type(r) is int and type(p) is int and MIN_SCRYPT_N <= n <= MAX_SCRYPT_N
-          and n & (n - 1) == 0 and 1 <= r <= 32 and 1 <= p <= 16 and 128 * n * r <= MAX_SCRYPT_MEMORY)
+          and n & (n - 1) == 0 and 1 <= r <= MAX_SCRYPT_R and 1 <= p <= MAX_SCRYPT_P
+          and 128 * n * r <= MAX_SCRYPT_MEMORY and n * r * p <= MAX_SCRYPT_WORK)
     if not ok:
         raise FormatError(f"{where}: scrypt parameters n={n!r} r={r!r} p={p!r} are outside the accepted range "
-                          f"(n a power of two in [2**15, 2**20], r in 1..32, p in 1..16, memory <= 1 GiB)")
+                          f"(n a power of two in [2**15, 2**18], r in 1..{MAX_SCRYPT_R}, p in 1..{MAX_SCRYPT_P}, "
+                          f"memory <= {MAX_SCRYPT_MEMORY >> 20} MiB, n*r*p <= {MAX_SCRYPT_WORK}); "
+                          "refusing to run the key derivation")
 
 
 def _aad(c: Container, meta: dict) -> bytes:

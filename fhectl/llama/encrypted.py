@@ -100,6 +100,31 @@ class StageClock:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
 
 
+@dataclass(frozen=True)
+class BlockCircuits:
+    """The nonlinear circuits of one block, built from its calibrated domains for rows of up to ``max_keys``
+    keys. The encrypted block evaluates them; the plaintext mirror (``fhectl.llama.mirror``) runs their
+    ``eval_plain``."""
+
+    index: int
+    domains: BlockDomains
+    rsqrt_attn: object  # c / sqrt(mean square + eps) of the scaled stream, input_layernorm
+    rsqrt_mlp: object  # the same for post_attention_layernorm
+    softmax: object
+    silu: object
+
+    @staticmethod
+    def build(index: int, domains: BlockDomains, max_keys: int) -> "BlockCircuits":
+        return BlockCircuits(
+            index, domains,
+            inverse_sqrt_wide(*domains.ms_attn_scaled, rel_tol=RSQRT_REL_TOL,
+                              out_scale=domains.rsqrt_out_scale(domains.ms_attn_scaled)),
+            inverse_sqrt_wide(*domains.ms_mlp_scaled, rel_tol=RSQRT_REL_TOL,
+                              out_scale=domains.rsqrt_out_scale(domains.ms_mlp_scaled)),
+            softmax_circuit(domains.score_bound, max_keys=max_keys),
+            silu_wide(domains.gate_bound))
+
+
 class EncryptedLlamaBlock:
     """One Llama block on the server: folded weights, packed diagonals, circuits for its calibrated ranges."""
 
@@ -113,12 +138,9 @@ class EncryptedLlamaBlock:
             raise InputError(f"{layout.tokens} token slots exceed the head width {hd}: softmax rows must fit a head")
         s = domains.stream_scale
         self.eps = cfg.rms_norm_eps / s**2  # mean((h / s)^2) + eps / s^2 = (mean(h^2) + eps) / s^2
-        self.rsqrt_attn = inverse_sqrt_wide(*domains.ms_attn_scaled, rel_tol=RSQRT_REL_TOL,
-                                            out_scale=domains.rsqrt_out_scale(domains.ms_attn_scaled))
-        self.rsqrt_mlp = inverse_sqrt_wide(*domains.ms_mlp_scaled, rel_tol=RSQRT_REL_TOL,
-                                           out_scale=domains.rsqrt_out_scale(domains.ms_mlp_scaled))
-        self.softmax = softmax_circuit(domains.score_bound, max_keys=layout.tokens)
-        self.silu = silu_wide(domains.gate_bound)
+        self.circuits = BlockCircuits.build(index, domains, layout.tokens)
+        c = self.circuits
+        self.rsqrt_attn, self.rsqrt_mlp, self.softmax, self.silu = c.rsqrt_attn, c.rsqrt_mlp, c.softmax, c.silu
 
         w = weights.block(index)
         n_rep = cfg.n_head // cfg.n_kv_head

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fhectl.llama.encrypted import EncryptedLlamaBlock
+from fhectl.llama.encrypted import BlockCircuits
 from fhectl.llama.model import EXACT, Nonlinearities
 
 
@@ -45,7 +45,7 @@ class BlockMirror:
     """Nonlinearities for one block's plaintext mirror; call order is the block's: rsqrt (input_layernorm),
     softmax, rsqrt (post_attention_layernorm), silu."""
 
-    def __init__(self, block: EncryptedLlamaBlock, errors: SilentErrors):
+    def __init__(self, block: BlockCircuits, errors: SilentErrors):
         self.block, self.errors = block, errors
         self._norms = 0
 

@@ -87,7 +87,7 @@ def test_mirror_predicts_the_encrypted_run(sharp_weights, sharp_run):
     x_mir = x_ref = model.embed(ids)
     errors = SilentErrors()
     for i, b in enumerate(engine.blocks):
-        x_mir = model.block(x_mir, i, nonlinear=BlockMirror(b, errors).nonlinearities())
+        x_mir = model.block(x_mir, i, nonlinear=BlockMirror(b.circuits, errors).nonlinearities())
         x_ref = model.block(x_ref, i)
     enc = engine.run([ids])[1]
     assert not errors.violations

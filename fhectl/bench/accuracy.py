@@ -201,7 +201,7 @@ def run_accuracy_report(model_name: str, weights_spec, params: Parameters, out_r
     domains, calib_source = pipeline.calibrated_domains(w, tok)
     prompts = evaluation_prompts(tok)
     width = max(cfg.n_embd, cfg.n_head * cfg.head_dim)
-    capacity = Layout.max_tokens(params.slots, width)
+    capacity = min(Layout.max_tokens(params.slots, width), cfg.head_dim)  # softmax rows must fit one head
     tick("calibrated")
     mirror = run_mirror(w, domains, prompts, tick)
     encrypted = None
@@ -233,6 +233,10 @@ def run_accuracy_report(model_name: str, weights_spec, params: Parameters, out_r
     _write_json(folder / "report.json", report)
     (folder / "report.md").write_text(render_accuracy_markdown(report))
     return folder
+
+
+def _span(values) -> str:
+    return f"{min(values)}" if min(values) == max(values) else f"{min(values)}-{max(values)}"
 
 
 def _num(x, fmt: str) -> str:
@@ -286,8 +290,8 @@ def render_accuracy_markdown(r: dict) -> str:
         lines += [
             "## Fully encrypted run",
             "",
-            f"Prompts {', '.join(e['prompt_ids'])} (one per kind, each cut to its first {min(e['tokens'])}-"
-            f"{max(e['tokens'])} tokens, {sum(e['tokens'])} in all) packed into one ciphertext; "
+            f"Prompts {', '.join(e['prompt_ids'])} (one per kind, each cut to its first "
+            f"{_span(e['tokens'])} tokens, {sum(e['tokens'])} in all) packed into one ciphertext; "
             f"layers done: {e['layers_done']} of {e['layers_total']}"
             f"{'' if e['complete'] else ' (PARTIAL: the run was stopped; the rows below cover only these layers)'}.",
             "",

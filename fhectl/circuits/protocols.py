@@ -5,7 +5,7 @@ wide.WideInverseSqrt, wide.SaturatedProduct): a domain, the exact function, the 
 circuit performs, its homomorphic evaluation, its level cost and a measured error.
 
 ``Refresher`` is what a circuit calls when its ciphertexts run out of levels: the client round trip of
-fhectl.gpt2.encrypted.ClientRefresh today, a bootstrapper later. ``SecretKeyRefresher`` decrypts and
+fhectl.circuits.refresh.ClientRefresh today, a bootstrapper later. ``SecretKeyRefresher`` decrypts and
 re-encrypts with the secret key: a test stand-in, named for what it is (it is not bootstrapping).
 """
 

@@ -70,6 +70,14 @@ class Client:
         return layout.unpack([self.decryptor.decrypt(c, self.ctx.params.slots).real for c in cts], n_tokens, width)
 
 
+def level0_interval(params) -> tuple[float, float]:
+    """Values a ciphertext may carry at level 0: |m| Delta < q0 / 2 or the message wraps modulo q0 and
+    decrypts to something else, silently. The check uses half of that, where a wrapped value (spread over
+    the whole range) is likely to land."""
+    bound = params.moduli_q[0] / (4.0 * params.scale)
+    return (-bound, bound)
+
+
 class ClientRefresh:
     """Decrypt and re-encrypt: the key holder's stand-in for bootstrapping (one round trip per call)."""
 
@@ -79,13 +87,14 @@ class ClientRefresh:
 
     def refresh(self, cts: list[Ciphertext], stage: str, domain: tuple[float, float] | None = None,
                 valid: list[np.ndarray | None] | None = None, fill: float | None = None,
-                level: int | None = None) -> list[Ciphertext]:
+                level: int | None = None, domains: list[tuple[float, float] | None] | None = None) -> list[Ciphertext]:
         """Fresh encryptions of ``cts``' values at ``level`` (default: the top).
 
         Slots outside ``valid`` (padding, masked positions) are set to ``fill`` (default: the domain's
         midpoint, or 0), a point where the next polynomial is accurate; with bootstrapping the server
         applies the same mask itself. ``domain`` is checked on the valid slots of the ciphertexts that
-        have a mask (all of them when ``valid`` is None).
+        have a mask (all of them when ``valid`` is None); ``domains`` gives one interval (or None) per
+        ciphertext instead, checked on its valid slots.
         """
         be = self.client.ctx.backend
         self.stats.refresh_round_trips += 1
@@ -99,8 +108,10 @@ class ClientRefresh:
             mask = None if valid is None else valid[i]
             if mask is not None:
                 values = np.where(mask, values, fill)
-            if domain is not None and (valid is None or mask is not None):
-                check_domain(values if mask is None else values[mask], *domain, f"block input to {stage}")
+            interval = domains[i] if domains is not None else (
+                domain if valid is None or mask is not None else None)
+            if interval is not None:
+                check_domain(values if mask is None else values[mask], *interval, f"block input to {stage}")
             out.append(self.client.encryptor.encrypt(values, level=level))
         self.stats.refresh_bytes_to_server += sum(be.nbytes(c.data) for c in out)
         return out

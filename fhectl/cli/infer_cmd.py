@@ -126,12 +126,14 @@ def infer(
     n_layers = cfg.n_layer if layers is None else layers
     if not 1 <= n_layers <= cfg.n_layer:
         raise InputError(f"--layers must be in 1..{cfg.n_layer}, got {n_layers}")
-    max_tokens = Layout.max_tokens(params.slots, cfg.n_embd)
+    # one ciphertext's token slots, and the compact softmax layout keeps every row inside one head
+    max_tokens = min(Layout.max_tokens(params.slots, cfg.n_embd), cfg.head_size)
     total_tokens = len(ids) + max_new_tokens - 1
     if total_tokens > max_tokens:
         raise InputError(
             f"the prompt has {len(ids)} tokens and {max_new_tokens} new ones need {total_tokens} positions; at most "
-            f"{max_tokens} fit one ciphertext at {params.name} (N = {params.ring_degree}); shorten the prompt"
+            f"{max_tokens} fit one ciphertext at {params.name} (N = {params.ring_degree}) and one head's "
+            f"{cfg.head_size} features (softmax rows); shorten the prompt"
         )
     if label:
         console.err.print(f"[bold]{label}[/bold]")
@@ -182,9 +184,12 @@ def infer(
     st = result.stats
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in st.stage_seconds.items())
     console.err.print(f"time per stage: {stages}")
-    plan = ", ".join(f"{k} {v}" for k, v in result.level_plan[0].items())
-    console.err.print(f"levels per stage (block 0; fresh ciphertexts have {params.max_level}): {plan}; refreshes by "
-                      f"stage: " + ", ".join(f"{k} {v}" for k, v in st.refreshes_by_stage.items()))
+    plan = result.plans[0]
+    console.err.print(f"level plan (level simulator, block 0; fresh ciphertexts have {params.max_level} levels): "
+                      f"{plan['round_trips']} client round trips per block: "
+                      + ", ".join(f"{k} {v}" for k, v in plan["refreshes"].items()))
+    console.err.print("residual stream scales per block (the server holds h / s): "
+                      + ", ".join(f"{s:g}" for s in result.stream_scales))
     console.err.print(
         f"client refreshes: {st.refresh_round_trips} round trips, {st.refresh_bytes_to_client / 2**20:.1f} MiB to the "
         f"client, {st.refresh_bytes_to_server / 2**20:.1f} MiB back; public key material "

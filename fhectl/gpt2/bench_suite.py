@@ -16,12 +16,13 @@ import numpy as np
 from fhectl.ckks.params import Parameters
 from fhectl.ckks.precision import precision_bits
 from fhectl.ckks.sampling import SeededRandom
+from fhectl.circuits.packing import Layout
+from fhectl.circuits.refresh import ClientRefresh, Stats
+from fhectl.circuits.transformer import Segments, StageClock
 from fhectl.gpt2.calibration import calibrate
 from fhectl.gpt2.config import GPT2Config
-from fhectl.gpt2.encrypted import ClientRefresh, Stats
 from fhectl.gpt2.inference import EncryptedGPT2
-from fhectl.gpt2.model import GPT2, gelu_tanh
-from fhectl.circuits.packing import Layout
+from fhectl.gpt2.model import GPT2
 from fhectl.gpt2.weights import random_weights
 
 WEIGHTS_SEED = 0
@@ -62,7 +63,7 @@ def run(params: Parameters, suites, batch_sizes, device="cpu", repeat=3, warmup=
     w = random_weights(cfg, seed=WEIGHTS_SEED)
     model = GPT2(w)
     note = f"GPT-2-shaped random weights (seed {WEIGHTS_SEED}), n_embd {cfg.n_embd}, {cfg.n_head} heads"
-    limit = Layout.max_tokens(params.slots, cfg.n_embd)
+    limit = min(Layout.max_tokens(params.slots, cfg.n_embd), cfg.head_size)  # softmax rows fit one head
     results = []
     for batch in batch_sizes:
         if batch > min(limit, cfg.n_positions):
@@ -75,7 +76,9 @@ def run(params: Parameters, suites, batch_sizes, device="cpu", repeat=3, warmup=
         ev, client, block = engine.server, engine.client, engine.blocks[0]
         lay = engine.layout
         ids = prompts[0]
-        x = model.embed(ids)
+        seg = Segments((batch,))
+        s = block.domains.stream_scale  # the server holds h / s
+        x = model.embed(ids) / s
         tr = model.trace(ids).blocks[0]
         dev = engine.ctx.device
 
@@ -90,7 +93,7 @@ def run(params: Parameters, suites, batch_sizes, device="cpu", repeat=3, warmup=
                 f"mlp.c_proj {4 * cfg.n_embd}x{cfg.n_embd}": (block.mlp_proj, tr.gelu),
             }
             for name, (lin, inp) in linears.items():
-                cts = [client.encryptor.encrypt(v) for v in lin.pack_input(inp)]
+                cts = [client.encryptor.encrypt(v, level=1) for v in lin.pack_input(inp)]  # as in the block
                 before = dict(ev.counters)
                 outs, times = _timed(lambda: lin.apply(ev, cts), repeat, warmup)
                 got = lin.unpack_output([client.decryptor.decrypt(c, params.slots).real for c in outs], batch)
@@ -99,33 +102,33 @@ def run(params: Parameters, suites, batch_sizes, device="cpu", repeat=3, warmup=
                 results.append(_result("layers", name, batch, dev, times, precision_bits(got, want), per_run,
                                        cts[0].level - outs[0].level, note))
                 tick(f"layers {name} x{batch}")
-            for name, ap in (("gelu", block.gelu), ("softmax exp", block.exp), ("softmax 1/sum", block.inverse),
-                             ("layernorm 1/sqrt", block.inv_sqrt_1)):
+            for name, ap in (("gelu", block.gelu), ("layernorm 1/sqrt", block.rsqrt_1)):
                 a, b = ap.domain
                 xs = np.random.default_rng(7).uniform(a, b, params.slots)
                 ct = client.encryptor.encrypt(xs)
-                out, times = _timed(lambda: ap.evaluate(ev, ct), repeat, warmup)
+                stats = Stats()
+                refresh = ClientRefresh(client, stats)
+                out, times = _timed(lambda: ap.evaluate(ev, ct, refresh=refresh), repeat, warmup)
                 got = client.decryptor.decrypt(out, params.slots).real
-                ref = gelu_tanh(xs) if name == "gelu" else ap.reference(xs)
-                results.append(_result("layers", name, batch, dev, times, precision_bits(got, ref), {},
-                                       ct.level - out.level, f"{note}; {ap.name} on [{a:.3g}, {b:.3g}]"))
+                results.append(_result("layers", name, batch, dev, times, precision_bits(got, ap.reference(xs)),
+                                       {"client_refreshes": stats.refresh_round_trips // (repeat + warmup)},
+                                       ap.depth(), f"{note}; {ap.name} on [{a:.3g}, {b:.3g}]"))
                 tick(f"layers {name} x{batch}")
-            for name, fn in (("attention", block.attention), ("layernorm", None)):
+            mean = tr.x.mean(1, keepdims=True)
+            normalised = (tr.x - mean) / np.sqrt(tr.ln_1_var[:, None] + cfg.layer_norm_epsilon)
+            pieces = {  # what each piece leaves: layer_norm c x^ (c folds into c_attn), attention attn / s
+                "layernorm": (lambda h, r, c: block.layer_norm(ev, h, block.rsqrt_1, r, seg, "ln_1", 1),
+                              normalised * block.rsqrt_1.out_scale),
+                "attention": (lambda h, r, c: block.attention(ev, h, r, seg, c), tr.attn_out / s),
+            }
+            for name, (fn, want) in pieces.items():
                 h_ct = client.encrypt_hidden(lay, x)[0]
                 stats = Stats()
                 refresh = ClientRefresh(client, stats)
+                clock = StageClock(stats.stage_seconds)
                 before = dict(ev.counters)
-                if fn is None:
-                    run_fn = lambda: block.layer_norm(ev, h_ct, block.inv_sqrt_1, refresh, "ln_1", block.domains.ln1_var,  # noqa: E731
-                                                      batch)
-                    want = (tr.x - tr.x.mean(1, keepdims=True)) / np.sqrt(tr.ln_1_var[:, None] + cfg.layer_norm_epsilon)
-                    width = cfg.n_embd
-                else:
-                    run_fn = lambda: fn(ev, h_ct, refresh, stats, batch)  # noqa: E731
-                    want = tr.attn_out
-                    width = cfg.n_embd
-                out, times = _timed(run_fn, repeat, warmup)
-                got = lay.unpack([client.decryptor.decrypt(out, params.slots).real], batch, width)
+                out, times = _timed(lambda: fn(h_ct, refresh, clock), repeat, warmup)
+                got = lay.unpack([client.decryptor.decrypt(out, params.slots).real], batch, cfg.n_embd)
                 per_run = {k: v // (repeat + warmup) for k, v in counters_since(before).items()}
                 per_run["client_refreshes"] = stats.refresh_round_trips // (repeat + warmup)
                 results.append(_result("layers", name, batch, dev, times, precision_bits(got, want), per_run, None,
@@ -134,14 +137,15 @@ def run(params: Parameters, suites, batch_sizes, device="cpu", repeat=3, warmup=
         if "block" in suites:
             stats = Stats()
             refresh = ClientRefresh(client, stats)
+            clock = StageClock(stats.stage_seconds)
             before = dict(ev.counters)
 
             def one_block():
                 h_ct = client.encrypt_hidden(lay, x)[0]
-                return block.forward(ev, h_ct, refresh, stats, batch)
+                return block.forward(ev, h_ct, refresh, seg, clock)
 
             out, times = _timed(one_block, repeat, warmup)
-            got = lay.unpack([client.decryptor.decrypt(out, params.slots).real], batch, cfg.n_embd)
+            got = s * lay.unpack([client.decryptor.decrypt(out, params.slots).real], batch, cfg.n_embd)
             runs = repeat + warmup
             per_run = {k: v // runs for k, v in counters_since(before).items()}
             per_run["client_refreshes"] = stats.refresh_round_trips // runs

@@ -1,284 +1,189 @@
-"""GPT-2 transformer blocks on encrypted hidden states.
+"""GPT-2 blocks on encrypted hidden states: the server's half of the homomorphic proxy.
 
-Roles are kept apart:
+The plaintext twin is ``fhectl.gpt2.model``; this file follows it stage by stage and annotates, where the
+plaintext model annotates shapes, the level a line leaves (``# L -> L-1``: one rescale). Timing wraps the
+stages (``clock.stage``), it does not interleave with the maths, and the depth plan, the refresh points and
+the rotation keys all come from running this same code on the level simulator
+(``fhectl.circuits.transformer.plan_block``), not from tables. What GPT-2 shares with the Llama block
+(prompts packed as segments of the token axis, heads on the feature axis, compact attention scores, the
+softmax rows, the values) is in ``fhectl.circuits.transformer``.
 
-* the ``Client`` holds the secret key: it tokenizes, embeds and encrypts the
-  hidden states, decrypts the final ones, and applies ln_f and the tied LM
-  head in the clear (public weights);
-* the ``Server`` holds only the public, relinearization and Galois keys and
-  the public weights, and runs the blocks on ciphertexts.
+Roles: the ``Client`` (``fhectl.circuits.refresh``) holds the secret key, embeds, encrypts and decrypts; the
+server holds only public evaluation keys and runs the blocks. Without bootstrapping the modulus chain runs out
+inside a block, so a ``ClientRefresh`` sends ciphertexts back to the key holder to be decrypted and
+re-encrypted (counted in round trips and bytes). Refreshes before the nonlinear circuits check the values
+against the circuit's domain (``fhectl.circuits.polynomial.check_domain``: the one domain check; a value
+outside, or NaN, is a DomainError, never silent garbage); refreshes of ciphertexts that left level 0 check
+that nothing wrapped modulo q0 (``level0_interval``).
 
-Without bootstrapping, the modulus chain runs out within a block. The server
-then sends ciphertexts back to the client, which decrypts and re-encrypts
-them at the top level: a ``ClientRefresh``, named for what it is (it is not
-bootstrapping, it needs the key holder online) and counted in round trips and
-bytes. Refreshes sit right before each nonlinear stage, where the client also
-checks the values against the calibrated approximation domain (a value out of
-range raises DomainError instead of turning into silent garbage). A
-bootstrapping implementation can replace ``ClientRefresh`` behind the same
-``refresh(cts, stage, domain)`` call.
+The circuits are built for trained-model ranges (issue 9):
 
-Stages of one block (levels in brackets, with the polynomial depths of
-``fhectl.circuits.approximations``):
+* **Residual stream scale.** Trained GPT-2 carries "massive activations" (Sun et al., "Massive Activations in
+  Large Language Models", 2024): a few residual features of magnitude 1,000-3,000 on the first token. CKKS has
+  q0 / Delta = 2^10 of integer headroom at level 0, so the server holds h / s with a public power of two s per
+  block (calibrated so |h / s| <= 64). LayerNorm is scale invariant, so only eps (-> eps / s^2) and the two
+  projections that write the stream (attn.c_proj, mlp.c_proj: weights and biases divided by s) change.
+* **LayerNorm**: mean subtraction is exact (an integer product by C minus the feature sum), then the variance
+  and c / sqrt(var + eps) by ``fhectl.circuits.wide.inverse_sqrt_wide`` (composite range reduction, 9+
+  decades); gamma / c and beta fold into the next linear layer: (x^ g + b) W = x^ (diag(g) W) + b W.
+* **Softmax** by normalise-and-square (Cho et al., CCS 2024; ``fhectl.circuits.softmax``): no per-layer exp
+  shift, each row normalised by its own sums, on the compact layout (all scores in one ciphertext: tokens
+  <= head size, 64 for GPT-2).
+* **GELU** (GPT-2's tanh form) accurate on [-B, B] by ``fhectl.circuits.wide.gelu_wide``.
 
-  ln_1     mean and variance by rotate-and-sum over features [2];
-           refresh; 1/sqrt [poly]; normalise [1]  (gamma, beta folded into c_attn)
-  c_attn   q, k, v (one chunk each) [1]           (1/sqrt(hs) folded into W_q)
-  scores   for each key offset delta: q * rot_tokens(k, -delta) [1], sum over
-           each head's features, keep the head's first feature and the causal
-           positions [1], broadcast over the head's features
-  softmax  refresh; exp(s - c) [poly]; remove masked slots; sum over delta;
-           refresh; 1/sum [poly]; p_delta = e_delta / sum [1]
-  values   sum_delta p_delta * rot_tokens(v, -delta) [1]; c_proj [1]; residual
-  ln_2     as ln_1                                (folded into c_fc)
-  mlp      c_fc [1]; refresh; GELU [poly]; c_proj [1]; residual
+Levels: every linear layer runs at level 1 (its diagonals encoded on 2 limbs), and a refresh re-encrypts its
+outputs at the level the next stage needs, as in ``fhectl.llama.encrypted``.
 """
 
 from __future__ import annotations
 
 import math
-import time
+from dataclasses import dataclass
 
 import numpy as np
 
-from fhectl.ckks.ciphertext import Ciphertext
-from fhectl.ckks.evaluator import Evaluator
-from fhectl.errors import LevelError
-from fhectl.circuits import approximations as approx
-from fhectl.circuits.refresh import Client, ClientRefresh, Stats  # noqa: F401  (re-exported)
-from fhectl.gpt2.calibration import BlockDomains
-from fhectl.gpt2.config import GPT2Config
 from fhectl.circuits.linear import PackedLinear
 from fhectl.circuits.packing import Layout
+from fhectl.circuits.refresh import level0_interval
+from fhectl.circuits.softmax import softmax_circuit
+from fhectl.circuits.transformer import PackedHeads, Segments, StageClock
+from fhectl.circuits.wide import gelu_wide, inverse_sqrt_wide
+from fhectl.errors import InputError
+from fhectl.gpt2.calibration import BlockDomains
+from fhectl.gpt2.config import GPT2Config
 from fhectl.gpt2.weights import GPT2Weights
 
+# Relative tolerance of the LayerNorm 1/sqrt circuit: 2^-12, the issue's target, well under bf16 rounding.
+RSQRT_REL_TOL = 2.0**-12
 
-# Levels layer_norm spends before its refresh: clearing padding, squaring, scaling the variance.
-LAYER_NORM_LEVELS = 3
 
-# Error budget of every polynomial approximation (absolute for GELU and exp, relative for 1/x and
-# 1/sqrt(x)): 2^-16 sits below the ~2^-20 CKKS noise of a 50-bit scale times the values' growth through a
-# block, so the approximations, not the noise, bound a block's precision at about 16 bits at worst.
-APPROX_TOL = 2.0**-16
+@dataclass(frozen=True)
+class BlockCircuits:
+    """The nonlinear circuits of one block, built from its calibrated domains for rows of up to ``max_keys``
+    keys. The encrypted block evaluates them; the plaintext mirror (``fhectl.gpt2.mirror``) runs their
+    ``eval_plain``."""
+
+    index: int
+    domains: BlockDomains
+    rsqrt_1: object  # c / sqrt(var + eps) of the scaled stream, ln_1
+    rsqrt_2: object  # the same for ln_2
+    softmax: object
+    gelu: object
+
+    @staticmethod
+    def build(index: int, domains: BlockDomains, max_keys: int) -> "BlockCircuits":
+        v1, v2 = domains.ln1_var_scaled, domains.ln2_var_scaled
+        return BlockCircuits(
+            index, domains,
+            inverse_sqrt_wide(*v1, rel_tol=RSQRT_REL_TOL, out_scale=domains.rsqrt_out_scale(v1)),
+            inverse_sqrt_wide(*v2, rel_tol=RSQRT_REL_TOL, out_scale=domains.rsqrt_out_scale(v2)),
+            softmax_circuit(domains.score_bound, max_keys=max_keys),
+            gelu_wide(domains.gelu_bound))
 
 
 class EncryptedBlock:
-    """One GPT-2 block on the server: folded weights, packed diagonals, approximations."""
+    """One GPT-2 block on the server: folded weights, packed diagonals, circuits for its calibrated ranges."""
 
     def __init__(self, weights: GPT2Weights, index: int, layout: Layout, domains: BlockDomains):
         cfg: GPT2Config = weights.config
-        self.cfg = cfg
-        self.index = index
-        self.layout = layout
-        self.domains = domains
-        bw = weights.block(index)
+        self.cfg, self.index, self.layout, self.domains = cfg, index, layout, domains
         c, hs = cfg.n_embd, cfg.head_size
-        f = layout.chunk
-        if c > f:
-            raise ValueError(f"model width {c} exceeds one chunk of {f} features")
-        g1, b1 = bw["ln_1.weight"], bw["ln_1.bias"]
-        g2, b2 = bw["ln_2.weight"], bw["ln_2.bias"]
-        # LayerNorm's gamma and beta fold into the next linear layer: (x^ g + b) W = x^ (diag(g) W) + b W.
+        if c > layout.chunk:
+            raise InputError(f"model width {c} exceeds one chunk of {layout.chunk} features")
+        if layout.tokens > hs:
+            raise InputError(f"{layout.tokens} token slots exceed the head size {hs}: softmax rows must fit a head")
+        self.heads = PackedHeads(layout, cfg.n_head, hs)
+        s = domains.stream_scale
+        self.eps = cfg.layer_norm_epsilon / s**2  # var(h / s) + eps / s^2 = (var(h) + eps) / s^2
+        self.circuits = BlockCircuits.build(index, domains, layout.tokens)
+        cc = self.circuits
+        self.rsqrt_1, self.rsqrt_2, self.softmax, self.gelu = cc.rsqrt_1, cc.rsqrt_2, cc.softmax, cc.gelu
+
+        bw = weights.block(index)
+        # LayerNorm leaves (x - mean) c / sqrt(var + eps): gamma / c and beta fold into the next linear layer
+        g1 = bw["ln_1.weight"] / self.rsqrt_1.out_scale
         w_attn = g1[:, None] * bw["attn.c_attn.weight"]  # (C, 3C) Conv1D: y = x W + b
-        b_attn = b1 @ bw["attn.c_attn.weight"] + bw["attn.c_attn.bias"]
-        scale = 1.0 / math.sqrt(hs)  # the attention scale folds into W_q, b_q
-        w_attn = w_attn.copy()
-        b_attn = b_attn.copy()
-        w_attn[:, :c] *= scale
-        b_attn[:c] *= scale
-        # q, k and v each get their own chunk (padded to F features), so heads stay aligned.
+        b_attn = bw["ln_1.bias"] @ bw["attn.c_attn.weight"] + bw["attn.c_attn.bias"]  # (3C,)
+        w_attn[:, :c] /= math.sqrt(hs)  # the attention scale folds into W_q, b_q
+        b_attn[:c] /= math.sqrt(hs)
+        # q, k and v each get their own chunk (padded to F features), so heads stay aligned
         self.c_attn = PackedLinear(w_attn, b_attn, layout, chunk_in=c, chunk_out=c)
-        self.attn_proj = PackedLinear(bw["attn.c_proj.weight"], bw["attn.c_proj.bias"], layout)
-        w_fc = g2[:, None] * bw["mlp.c_fc.weight"]
-        b_fc = b2 @ bw["mlp.c_fc.weight"] + bw["mlp.c_fc.bias"]
-        self.c_fc = PackedLinear(w_fc, b_fc, layout)
-        self.mlp_proj = PackedLinear(bw["mlp.c_proj.weight"], bw["mlp.c_proj.bias"], layout)
-        eps = cfg.layer_norm_epsilon
-        self.inv_sqrt_1 = approx.inverse_sqrt(domains.ln1_var[0] + eps, domains.ln1_var[1] + eps, tol=APPROX_TOL)
-        self.inv_sqrt_2 = approx.inverse_sqrt(domains.ln2_var[0] + eps, domains.ln2_var[1] + eps, tol=APPROX_TOL)
-        lo, hi = domains.scores
-        self.exp = approx.exp(lo - domains.exp_shift, hi - domains.exp_shift, tol=APPROX_TOL)
-        self.inverse = approx.inverse(*domains.softmax_sum, tol=APPROX_TOL)
-        self.gelu = approx.gelu(*domains.gelu, tol=APPROX_TOL)
+        self.attn_proj = PackedLinear(bw["attn.c_proj.weight"] / s, bw["attn.c_proj.bias"] / s, layout)  # writes h / s
+        g2 = bw["ln_2.weight"] / self.rsqrt_2.out_scale
+        self.c_fc = PackedLinear(g2[:, None] * bw["mlp.c_fc.weight"],
+                                 bw["ln_2.bias"] @ bw["mlp.c_fc.weight"] + bw["mlp.c_fc.bias"], layout)  # (C, 4C)
+        self.mlp_proj = PackedLinear(bw["mlp.c_proj.weight"] / s, bw["mlp.c_proj.bias"] / s, layout)  # writes h / s
 
-    # -- depth plan --------------------------------------------------------------------
-    def level_plan(self) -> dict[str, int]:
-        """Levels each stage consumes, from the circuits' own depths (refreshes restore the chain between
-        segments; ``check_levels`` checks each segment fits)."""
-        ln = lambda f: LAYER_NORM_LEVELS + f.depth() + 1  # noqa: E731  (mean/var, 1/sqrt, normalise)
-        return {"ln_1": ln(self.inv_sqrt_1), "c_attn": 1, "scores": 2, "softmax exp": self.exp.depth(),
-                "softmax 1/sum": self.inverse.depth() + 1, "attn values + c_proj": 2, "ln_2": ln(self.inv_sqrt_2),
-                "c_fc": 1, "gelu": self.gelu.depth(), "mlp c_proj": 1}
-
-    def check_levels(self, max_level: int, profile: str) -> None:
-        """Each piece between two refreshes must fit in a fresh ciphertext's ``max_level`` levels."""
-        pieces = {"ln_1 mean/variance": LAYER_NORM_LEVELS,
-                  "ln_1 1/sqrt + normalise": self.inv_sqrt_1.depth() + 1,
-                  "ln_2 1/sqrt + normalise": self.inv_sqrt_2.depth() + 1,
-                  "q k scores": 2, "softmax exp": self.exp.depth(), "softmax 1/sum + product": self.inverse.depth() + 1,
-                  "gelu": self.gelu.depth()}
-        for piece, need in pieces.items():
-            if need > max_level:
-                raise LevelError(f"block {self.index}: {piece} needs {need} levels but the profile {profile} has "
-                                 f"{max_level}; use a deeper profile (e.g. gpt2-n16-128)")
-
-    # -- rotation keys -----------------------------------------------------------------
-    def rotation_steps(self, n_tokens: int) -> set[int]:
-        lay = self.layout
-        steps = set()
-        for lin in (self.c_attn, self.attn_proj, self.c_fc, self.mlp_proj):
-            steps |= lin.rotation_steps()
-        f = lay.chunk
-        steps |= {lay.feature_step(1 << i) for i in range(int(math.log2(f)))}  # feature sums
-        hs = self.cfg.head_size
-        steps |= {lay.feature_step(-(1 << i)) for i in range(int(math.log2(hs)))}  # head broadcast
-        steps |= {(-d) % lay.slots for d in range(1, n_tokens)}  # token offsets
-        return {s for s in steps if s % lay.slots}
-
-    # -- masks ---------------------------------------------------------------------------
-    def _feature_mask(self, features: np.ndarray) -> np.ndarray:
-        """Slot vector: 1 on every token of the given features of a chunk."""
-        m = np.zeros(self.layout.chunk)
-        m[features] = 1.0
-        return self.layout.per_feature(m)[0]
-
-    def _score_mask(self, delta: int, n_tokens: int) -> np.ndarray:
-        """1 at (first feature of each head, token t) for t - delta >= 0 and t < n_tokens."""
-        lay = self.layout
-        heads = np.arange(self.cfg.n_head) * self.cfg.head_size
-        block = np.zeros((lay.chunk, lay.tokens))
-        block[np.ix_(heads, np.arange(delta, n_tokens))] = 1.0
-        return np.tile(block.reshape(-1), lay.slots // lay.period)
-
-    def _valid_tokens(self, n_tokens: int, features: int) -> np.ndarray:
-        lay = self.layout
-        block = np.zeros((lay.chunk, lay.tokens), dtype=bool)
-        block[:features, :n_tokens] = True
-        return np.tile(block.reshape(-1), lay.slots // lay.period)
-
-    # -- pieces ---------------------------------------------------------------------------
-    def _feature_sum(self, ev: Evaluator, ct: Ciphertext, count: int) -> Ciphertext:
-        """Sum over ``count`` consecutive features (a power of two), left in every feature of the chunk."""
-        acc = ct
-        k = 1
-        while k < count:
-            acc = ev.add(acc, ev.rotate(acc, self.layout.feature_step(k)))
-            k *= 2
-        return acc
-
-    def layer_norm(self, ev: Evaluator, x: Ciphertext, inv_sqrt, refresh: ClientRefresh, stage: str,
-                   var_domain, n_tokens: int) -> Ciphertext:
-        """(x - mean) / sqrt(var + eps); gamma and beta are folded into the next layer."""
+    # -- plaintext slot vectors ---------------------------------------------------------------------------
+    def centre_masks(self, seg: Segments) -> tuple[np.ndarray, np.ndarray]:
+        """1 / C and 1 / C^(3/2) on the model's features of the tokens in use, 0 elsewhere (padding)."""
+        block = np.zeros((self.layout.chunk, self.layout.tokens))
         c = self.cfg.n_embd
-        total = self._feature_sum(ev, x, self.layout.chunk)  # padding features are 0
-        # d = C x - sum: exact (integer multiply), C times the centred value
-        d = ev.sub(ev.mul_int(x, c), total)
-        d = ev.rescale(ev.mul_values(d, self._feature_mask(np.arange(c)) / c))  # x - mean, padding cleared
-        sq = ev.rescale(ev.mul(d, d))
-        var = ev.rescale(ev.mul(self._feature_sum(ev, sq, self.layout.chunk), 1.0 / c))
-        var = ev.add(var, self.cfg.layer_norm_epsilon)
-        var, d = refresh.refresh([var, d], stage, domain=(var_domain[0], var_domain[1]),
-                                 valid=[self._valid_tokens(n_tokens, c), None])
-        # (refreshing d too gives the normalisation and c_attn their levels back)
-        r = inv_sqrt.evaluate(ev, var)
-        r, d = refresh.ensure_levels_all([r, ev.drop_level(d, r.level)], 2, f"{stage} (levels for the product)")
-        return ev.rescale(ev.mul(d, r))
+        block[:c, :seg.total] = 1.0
+        keep = self.heads.slots(block)
+        return keep / c, keep / c**1.5
 
-    def attention(self, ev: Evaluator, h: Ciphertext, refresh: ClientRefresh, stats: Stats, n_tokens: int) -> Ciphertext:
-        """attn(ln_1(h)), at exactly h's scale so the residual addition is exact."""
-        t0 = time.perf_counter()
-        xn = self.layer_norm(ev, h, self.inv_sqrt_1, refresh, "ln_1 1/sqrt", self.domains.ln1_var, n_tokens)
-        stats.add_time("ln_1", time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        (xn,) = refresh.ensure_levels_all([xn], 1, "c_attn input")
-        q, k, v = self.c_attn.apply(ev, [xn])
-        q, k, v = refresh.ensure_levels_all([q, k, v], 2, "scores (levels for q k)")
-        stats.add_time("c_attn", time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        hs = self.cfg.head_size
-        scores = []
-        for delta in range(n_tokens):
-            k_shift = ev.rotate(k, -delta) if delta else k  # slot (f, t) <- key token t - delta
-            prod = ev.rescale(ev.mul(q, k_shift))
-            head_sum = self._feature_sum(ev, prod, hs)  # valid at each head's first feature
-            kept = ev.rescale(ev.mul_values(head_sum, self._score_mask(delta, n_tokens)))
-            # broadcast each head's score over its features
-            acc = kept
-            step = 1
-            while step < hs:
-                acc = ev.add(acc, ev.rotate(acc, self.layout.feature_step(-step)))
-                step *= 2
-            scores.append(acc)
-        stats.add_time("scores", time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        shift = self.domains.exp_shift
-        valid = [self._attention_valid(delta, n_tokens) for delta in range(n_tokens)]
-        scores = refresh.refresh(scores, "softmax exp", domain=self.domains.scores, valid=valid, fill=0.0)
-        exps = []
-        for delta, s in enumerate(scores):
-            e = self.exp.evaluate(ev, ev.sub(s, shift))
-            # masked slots hold exp(0 - c); subtract it so they add nothing to the sum
-            outside = ~valid[delta]
-            e = ev.sub(e, ev.encoder.encode(outside * self.exp.eval_plain(-shift), level=e.level, scale=e.scale))
-            exps.append(e)
-        total = exps[0]
-        for e in exps[1:]:
-            total = ev.add(total, e)
-        stats.add_time("softmax exp", time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        (total,) = refresh.refresh([total], "softmax 1/sum", domain=self.domains.softmax_sum, valid=[valid[0]],
-                                   fill=1.0)
-        inv = self.inverse.evaluate(ev, total)
-        exps = refresh.ensure_levels_all(exps + [inv], 2, "softmax p = e / sum")
-        inv = exps.pop()
-        stats.add_time("softmax 1/sum", time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        out = None
-        for delta, e in enumerate(exps):
-            lvl = min(e.level, inv.level)
-            p = ev.rescale(ev.mul(ev.drop_level(e, lvl), ev.drop_level(inv, lvl)))
-            v_shift = ev.rotate(v, -delta) if delta else v
-            lvl = min(p.level, v_shift.level)
-            term = ev.mul(ev.drop_level(p, lvl), ev.drop_level(v_shift, lvl))
-            out = term if out is None else ev.add(ev.drop_level(out, term.level), term)
-        out = ev.rescale(out)
-        (out,) = refresh.ensure_levels_all([out], 1, "attn c_proj input")
-        (proj,) = self.attn_proj.apply(ev, [out], target_scale=h.scale)
-        stats.add_time("attn values + c_proj", time.perf_counter() - t0)
-        return proj
+    # -- pieces --------------------------------------------------------------------------------------
+    def layer_norm(self, ev, h, rsqrt, refresh, seg: Segments, stage: str, levels_after: int):
+        """c (h - mean) / sqrt(var + eps), at ``levels_after`` levels; gamma / c and beta live in the next layer."""
+        c = self.cfg.n_embd
+        (h,) = refresh.ensure_levels_all([h], 2, f"{stage} input")
+        d = ev.sub(ev.mul_int(h, c), self.heads.feature_sum(ev, h, self.layout.chunk))  # C (h - mean): exact
+        to_centred, to_scaled = self.centre_masks(seg)
+        xc = ev.rescale(ev.mul_values(d, to_centred))  # L -> L-1: h - mean, padding cleared
+        xv = ev.rescale(ev.mul_values(d, to_scaled))  # L -> L-1: (h - mean) / sqrt(C)
+        var = self.heads.feature_sum(ev, ev.rescale(ev.mul(xv, xv)), self.layout.chunk)  # -> L-2: var(h)
+        # padding tokens have variance 0: lift them into the middle of the domain (at its lower end, eps / s^2
+        # above it, CKKS noise of ~2^-30 would cross the edge once s is large)
+        inside = math.sqrt(rsqrt.domain[0] * rsqrt.domain[1])
+        var = ev.add(var, ev.encoder.encode(self.eps + self.heads.token_padding(seg) * inside,
+                                            level=var.level, scale=var.scale))
+        (var,) = refresh.refresh([var], stage, domain=rsqrt.domain)  # round trip; var + eps checked here
+        r = rsqrt.evaluate(ev, var, refresh=refresh)  # top -> top - depth
+        lvl = levels_after + 1
+        xc, r = refresh.ensure_levels_all([xc, r], lvl, f"{stage} product")
+        return ev.rescale(ev.mul(ev.drop_level(xc, lvl), ev.drop_level(r, lvl)))  # -> levels_after
 
-    def _attention_valid(self, delta: int, n_tokens: int) -> np.ndarray:
-        """Slots where the score for key offset delta is real: every feature of a head, t in [delta, n)."""
-        lay = self.layout
-        block = np.zeros((lay.chunk, lay.tokens), dtype=bool)
-        block[: self.cfg.n_embd, delta:n_tokens] = True
-        return np.tile(block.reshape(-1), lay.slots // lay.period)
+    # -- the block -------------------------------------------------------------------------------------
+    def attention(self, ev, h, refresh, seg: Segments, clock: StageClock):
+        """attn.c_proj(attn(ln_1(h))) / s at h's scale (level 0: |h / s| <= 64 fits q0)."""
+        with clock.stage("ln_1"):
+            xn = self.layer_norm(ev, h, self.rsqrt_1, refresh, seg, "ln_1", levels_after=1)  # -> 1
+        with clock.stage("c_attn"):
+            q, k, v = self.c_attn.apply(ev, [xn])  # 1 -> 0, plus the bias
+            q, k, v = refresh.refresh([q, k, v], "c_attn", level=2,
+                                      domains=[level0_interval(ev.ctx.params)] * 3)  # round trip -> 2
+        with clock.stage("scores"):
+            compact = self.heads.compact_scores(ev, q, k, seg)  # 2 -> 0, every score in one ciphertext
+        with clock.stage("softmax"):
+            probs = self.heads.softmax_rows(ev, compact, self.softmax, refresh, seg)  # round trip -> top - depth
+        with clock.stage("values"):
+            out = self.heads.attend(ev, probs, v, refresh, seg)  # probs >= 3, v 2 -> 1
+        with clock.stage("attn c_proj"):
+            (a,) = self.attn_proj.apply(ev, [out], target_scale=h.scale)  # 1 -> 0
+        return a
 
-    def mlp(self, ev: Evaluator, h: Ciphertext, refresh: ClientRefresh, stats: Stats, n_tokens: int) -> Ciphertext:
-        """mlp(ln_2(h)), at exactly h's scale."""
-        t0 = time.perf_counter()
-        xn = self.layer_norm(ev, h, self.inv_sqrt_2, refresh, "ln_2 1/sqrt", self.domains.ln2_var, n_tokens)
-        stats.add_time("ln_2", time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        (xn,) = refresh.ensure_levels_all([xn], 1, "c_fc input")
-        fc = self.c_fc.apply(ev, [xn])
-        stats.add_time("c_fc", time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        valid = self._valid_tokens(n_tokens, self.layout.chunk)
-        fc = refresh.refresh(fc, "gelu", domain=self.domains.gelu, valid=[valid] * len(fc), fill=0.0)
-        act = [self.gelu.evaluate(ev, x) for x in fc]
-        act = refresh.ensure_levels_all(act, 1, "mlp c_proj input")
-        stats.add_time("gelu", time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        (out,) = self.mlp_proj.apply(ev, act, target_scale=h.scale)
-        stats.add_time("mlp c_proj", time.perf_counter() - t0)
-        return out
+    def mlp(self, ev, h, refresh, seg: Segments, clock: StageClock):
+        """mlp.c_proj(gelu(c_fc(ln_2(h)))) / s at h's scale (level 0)."""
+        with clock.stage("ln_2"):
+            xn = self.layer_norm(ev, h, self.rsqrt_2, refresh, seg, "ln_2", levels_after=1)  # -> 1
+        with clock.stage("c_fc"):
+            fc = self.c_fc.apply(ev, [xn])  # 1 -> 0, one ciphertext per F features of 4C
+        with clock.stage("gelu"):
+            valid = self.heads.token_valid(seg)
+            fc = refresh.refresh(fc, "gelu", domain=self.gelu.domain, valid=[valid] * len(fc),
+                                 fill=0.0)  # round trip -> top; |x| <= B checked on the tokens in use
+            act = [self.gelu.evaluate(ev, x, refresh=refresh) for x in fc]  # top -> top - depth
+        with clock.stage("mlp c_proj"):
+            act = [ev.drop_level(a, 1) for a in refresh.ensure_levels_all(act, 1, "mlp c_proj input")]
+            (m,) = self.mlp_proj.apply(ev, act, target_scale=h.scale)  # 1 -> 0
+        return m
 
-    def forward(self, ev: Evaluator, h: Ciphertext, refresh: ClientRefresh, stats: Stats, n_tokens: int) -> Ciphertext:
-        """h + attn(ln_1(h)), then + mlp(ln_2(.)): one block on the residual stream."""
-        a = self.attention(ev, h, refresh, stats, n_tokens)
-        h = ev.add(h, a)
-        h = refresh.ensure_levels(h, LAYER_NORM_LEVELS, "residual (levels for ln_2)")
-        m = self.mlp(ev, h, refresh, stats, n_tokens)
-        h = ev.add(h, m)
-        return refresh.ensure_levels(h, LAYER_NORM_LEVELS, "block output (levels for the next ln_1)")
+    def forward(self, ev, h, refresh, seg: Segments, clock: StageClock):
+        """h + attn(ln_1(h)), then + mlp(ln_2(.)); the stream goes back to the key holder between halves."""
+        h = ev.add(h, self.attention(ev, h, refresh, seg, clock))  # level 0
+        at_level0 = [level0_interval(ev.ctx.params)]
+        (h,) = refresh.refresh([h], "residual", domains=at_level0)  # round trip -> top
+        h = ev.add(h, self.mlp(ev, h, refresh, seg, clock))  # level 0
+        (h,) = refresh.refresh([h], "block output", domains=at_level0)  # round trip -> top
+        return h

@@ -9,6 +9,12 @@ is not counted as a refresh).
 
 When fewer blocks than the model has are run encrypted (``--layers K``), the
 remaining blocks run in plaintext on the client and the report says so.
+
+The server holds the residual stream divided by a public power of two per block
+(``calibration.BlockDomains.stream_scale``); the client multiplies by it after
+each decryption. The depth plan and the rotation keys come from running each
+block on the level simulator before any key is made, so a profile too shallow
+for the circuits fails in milliseconds.
 """
 
 from __future__ import annotations
@@ -20,20 +26,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fhectl.ckks.context import CKKSContext
-from fhectl.ckks.evaluator import Evaluator
 from fhectl.ckks.params import Parameters
-from fhectl.gpt2.calibration import BlockDomains
-from fhectl.gpt2.encrypted import Client, ClientRefresh, EncryptedBlock, Stats
-from fhectl.gpt2.model import GPT2
 from fhectl.circuits.packing import Layout
+from fhectl.circuits.refresh import Client, ClientRefresh, Stats
+from fhectl.circuits.transformer import Segments, StageClock, plan_block, rescale_stream
+from fhectl.errors import InputError, LevelError
+from fhectl.gpt2.calibration import BlockDomains
+from fhectl.gpt2.encrypted import EncryptedBlock
+from fhectl.gpt2.model import GPT2
 from fhectl.gpt2.weights import GPT2Weights
 
 
 @dataclass
 class BlockReport:
     index: int
-    max_abs_error: float
-    precision_bits: float
+    max_abs_error: float  # unscaled model units
+    precision_bits: float  # -log2 of the error relative to the largest |h| of the reference
     cosine: float
     seconds: float
 
@@ -61,7 +69,8 @@ class InferenceResult:
     key_bytes: int = 0
     seconds_total: float = 0.0
     device: str = "cpu"
-    level_plan: list[dict[str, int]] = field(default_factory=list)  # levels per stage, per encrypted block
+    plans: list[dict] = field(default_factory=list)  # per encrypted block, from the level simulator
+    stream_scales: list[float] = field(default_factory=list)  # per encrypted block
 
     def as_dict(self) -> dict:
         from dataclasses import asdict
@@ -94,41 +103,56 @@ class EncryptedGPT2:
                  max_tokens: int, device: str = "cpu", random=None):
         self.weights = weights
         self.model = GPT2(weights, dtype=np.float64)
-        self.cfg = weights.config
+        self.cfg = cfg = weights.config
+        if not 1 <= n_layers <= cfg.n_layer:
+            raise InputError(f"--layers must be in 1..{cfg.n_layer}, got {n_layers}")
         self.params = params
         self.n_layers = n_layers
-        self.ctx = CKKSContext(params, device=device)
-        self.layout = Layout.for_model(params.slots, max_tokens, self.cfg.n_embd)
+        if max_tokens > Layout.max_tokens(params.slots, cfg.n_embd):
+            raise InputError(f"{max_tokens} tokens do not fit one ciphertext of profile {params.name} "
+                             f"(at most {Layout.max_tokens(params.slots, cfg.n_embd)} for width {cfg.n_embd})")
+        self.layout = Layout.for_model(params.slots, max_tokens, cfg.n_embd)
         self.blocks = [EncryptedBlock(weights, i, self.layout, domains[i]) for i in range(n_layers)]
-        for b in self.blocks:  # before any key is generated: a too-shallow profile fails in milliseconds
-            b.check_levels(params.max_level, params.name)
-        steps = set()
-        for b in self.blocks:
-            steps |= b.rotation_steps(self.layout.tokens)
+        self.stream_scales = [d.stream_scale for d in domains[:n_layers]]
+        steps: set[int] = set()
+        self.plans: list[dict] = []
+        try:  # before any key is generated: a too-shallow profile fails in milliseconds
+            for b in self.blocks:
+                p = plan_block(b, params)
+                steps |= set(p["rotation_steps"])
+                self.plans.append({k: v for k, v in p.items() if k != "rotation_steps"})
+        except LevelError as exc:
+            raise LevelError(f"profile {params.name} (fresh ciphertexts have {params.max_level} levels) is too "
+                             f"shallow for the GPT-2 circuits: {exc}") from None
+        self.ctx = CKKSContext(params, device=device)
         self.client = Client(self.ctx, steps, random)
-        # The server sees the public material only.
-        self.server = Evaluator(self.ctx, self.client.relin_key, self.client.galois_keys)
+        self.server = self.client.server_evaluator()  # the server sees the public material only
 
     def run_blocks(self, ids: list[int], stats: Stats, on_block=None) -> tuple[np.ndarray, list[BlockReport]]:
         """Encrypted blocks on the prompt ``ids``; returns the final hidden state (T, C) and per-block reports."""
         n = len(ids)
+        seg = Segments((n,))
         x = self.model.embed(ids)  # (T, C)
         ref = x.copy()
-        cts = self.client.encrypt_hidden(self.layout, x)
-        (h,) = cts
+        s = self.stream_scales[0]
+        (h,) = self.client.encrypt_hidden(self.layout, x / s)  # the server holds h / s
         refresh = ClientRefresh(self.client, stats)
+        clock = StageClock(stats.stage_seconds)
         reports = []
         for i, block in enumerate(self.blocks):
             t0 = time.perf_counter()
-            h = block.forward(self.server, h, refresh, stats, n)
+            h = rescale_stream(self.server, h, s, self.stream_scales[i])
+            s = self.stream_scales[i]
+            h = block.forward(self.server, h, refresh, seg, clock)
             seconds = time.perf_counter() - t0
             ref = self.model.block(ref, i)
-            got = self.client.decrypt_hidden(self.layout, [h], n, self.cfg.n_embd)  # diagnostic only
+            got = s * self.client.decrypt_hidden(self.layout, [h], n, self.cfg.n_embd)  # diagnostic only
             err = float(np.max(np.abs(got - ref)))
-            reports.append(BlockReport(i, err, -math.log2(err) if err > 0 else math.inf, _cosine(got, ref), seconds))
+            bits = -math.log2(err / float(np.max(np.abs(ref)))) if err > 0 else math.inf
+            reports.append(BlockReport(i, err, bits, _cosine(got, ref), seconds))
             if on_block is not None:
                 on_block(reports[-1])
-        hidden = self.client.decrypt_hidden(self.layout, [h], n, self.cfg.n_embd)
+        hidden = s * self.client.decrypt_hidden(self.layout, [h], n, self.cfg.n_embd)
         for i in range(self.n_layers, self.cfg.n_layer):  # blocks not run encrypted, in the clear on the client
             hidden = self.model.block(hidden, i)
         return hidden, reports
@@ -140,7 +164,7 @@ class EncryptedGPT2:
                                  layout={"slots": self.layout.slots, "tokens": self.layout.tokens,
                                          "features_per_chunk": self.layout.chunk},
                                  key_bytes=self.client.public_material_bytes(), device=self.ctx.device,
-                                 level_plan=[b.level_plan() for b in self.blocks])
+                                 plans=list(self.plans), stream_scales=list(self.stream_scales))
         ids = list(prompt_ids)
         ref_ids = list(prompt_ids)
         for step in range(max_new_tokens):

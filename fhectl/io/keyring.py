@@ -511,7 +511,8 @@ class Keyring:
             kv = self.get(name, version)
             if kv.status != "retired":
                 raise KeyringError(f"version {version} of {name!r} is {kv.status}; only a retired version's secret "
-                                   f"can be destroyed: rewrap its files, then retire it (fhectl rotate retire {version})")
+                                   "can be destroyed: rewrap its files, then retire it "
+                                   f"(fhectl rotate retire {version})")
             if not kv.has_secret:
                 raise KeyringError(f"version {version} of {name!r} has no secret key (already destroyed)")
             public = {rel: digest for rel, digest in kv.files.items() if not rel.startswith("secret/")}

@@ -7,7 +7,9 @@ rotation keys all come from running this same code on the level simulator (``pla
 
 Packing (``fhectl.circuits.packing``): tokens x features, feature-major, F = 1024 features per chunk (576
 used), T tokens. Several prompts share one ciphertext: they are segments of the token axis, each with its own
-positions (RoPE) and its own causal mask, so attention never crosses a segment.
+positions (RoPE) and its own causal mask, so attention never crosses a segment. What GPT-2 shares with this
+block (segments, heads on the feature axis, compact scores, softmax rows, values) is in
+``fhectl.circuits.transformer``.
 
 What differs from GPT-2, and why:
 
@@ -30,23 +32,25 @@ What differs from GPT-2, and why:
   squarings, sums and refreshes run on one ciphertext instead of T.
 * **SwiGLU** with SiLU accurate on [-B, B] by a domain-extension composite (``fhectl.circuits.wide``).
 
-Levels: each linear layer runs at the lowest level that leaves what its segment needs after it (a product on
-3 limbs instead of 21 costs a seventh), and a client refresh (``fhectl.circuits.refresh``) restores the chain
-before each nonlinear circuit and at the end of each half block.
+Levels: every linear layer runs at level 1, on 2 limbs instead of 21: encoding its ~2,000 diagonals (an FFT,
+an RNS split and an NTT per limb each) dominates a block, and costs about half as much there as at level 4.
+A client refresh (``fhectl.circuits.refresh``) then re-encrypts the outputs at the level the next stage
+needs: 10 round trips per block instead of 8, each of 1-5 ciphertexts. With bootstrapping instead of client
+refresh this trade would go the other way (a bootstrap costs far more than the encodings it saves).
 """
 
 from __future__ import annotations
 
 import math
-import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from fhectl.circuits.linear import PackedLinear
 from fhectl.circuits.packing import Layout
+from fhectl.circuits.refresh import level0_interval
 from fhectl.circuits.softmax import softmax_circuit
+from fhectl.circuits.transformer import PackedHeads, Segments, StageClock
 from fhectl.circuits.wide import inverse_sqrt_wide, silu_wide
 from fhectl.errors import InputError
 from fhectl.llama.calibration import BlockDomains
@@ -55,49 +59,6 @@ from fhectl.llama.weights import LlamaWeights
 
 # Relative tolerance of the RMSNorm 1/sqrt circuit: 2^-12, the issue's target, well under bf16 rounding.
 RSQRT_REL_TOL = 2.0**-12
-
-
-@dataclass(frozen=True)
-class Segments:
-    """Prompts packed along the token axis: segment i holds tokens [starts[i], starts[i] + lengths[i])."""
-
-    lengths: tuple[int, ...]
-
-    @property
-    def starts(self) -> tuple[int, ...]:
-        return tuple(int(s) for s in np.cumsum((0,) + self.lengths[:-1]))
-
-    @property
-    def total(self) -> int:
-        return int(sum(self.lengths))
-
-    def positions(self, tokens: int) -> np.ndarray:
-        """(T,) RoPE position of each token slot: its index inside its own prompt (0 on padding)."""
-        pos = np.zeros(tokens, dtype=np.int64)
-        for s, n in zip(self.starts, self.lengths):
-            pos[s:s + n] = np.arange(n)
-        return pos
-
-    def key_visible(self, tokens: int, delta: int) -> np.ndarray:
-        """(T,) bool: token t may attend to token t - delta (same prompt, causal, not padding)."""
-        pos = self.positions(tokens)
-        t = np.arange(tokens)
-        return (t < self.total) & (pos >= delta)
-
-
-@dataclass
-class StageClock:
-    """Seconds and levels per stage; the encrypted code says ``with clock.stage(name):`` around each stage."""
-
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    @contextmanager
-    def stage(self, name: str):
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
 
 
 @dataclass(frozen=True)
@@ -131,6 +92,7 @@ class EncryptedLlamaBlock:
     def __init__(self, weights: LlamaWeights, index: int, layout: Layout, domains: BlockDomains):
         cfg: LlamaConfig = weights.config
         self.cfg, self.index, self.layout, self.domains = cfg, index, layout, domains
+        self.heads = PackedHeads(layout, cfg.n_head, cfg.head_dim)
         d, hd, f = cfg.n_embd, cfg.head_dim, layout.chunk
         if cfg.n_head * hd > f or d > f:
             raise InputError(f"model width {max(d, cfg.n_head * hd)} exceeds one chunk of {f} features")
@@ -160,15 +122,6 @@ class EncryptedLlamaBlock:
         self.down = PackedLinear(w["down_proj"].T / s, None, layout)  # (I, C), writes h / s
 
     # -- plaintext slot vectors ---------------------------------------------------------------------------
-    def _slots(self, block: np.ndarray) -> np.ndarray:
-        """(F, T) -> slot vector (the block repeated over all slots)."""
-        lay = self.layout
-        return np.tile(block.reshape(-1), lay.slots // lay.period)
-
-    def _token_rows(self, rows: np.ndarray) -> np.ndarray:
-        """(T,) per-token values on every feature of the chunk."""
-        return self._slots(np.tile(rows[None, :], (self.layout.chunk, 1)))
-
     def rope_slots(self, seg: Segments) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """cos, the sin multiplying q[f + hd/2] and the one multiplying q[f - hd/2], per (feature, token)."""
         cfg, lay = self.cfg, self.layout
@@ -185,98 +138,20 @@ class EncryptedLlamaBlock:
         second = np.zeros(lay.chunk, dtype=bool)
         second[:width] = ~first[:width]
         # rotate_half: x_rot[i] = x[i] cos - x[i + hd/2] sin (first half), x[i] cos + x[i - hd/2] sin (second)
-        return self._slots(cos), self._slots(-sin * first[:, None]), self._slots(sin * second[:, None])
-
-    def score_keep(self, seg: Segments, delta: int) -> np.ndarray:
-        """1 at (first feature of each head, t) where t may attend to t - delta."""
-        block = np.zeros((self.layout.chunk, self.layout.tokens))
-        heads = np.arange(self.cfg.n_head) * self.cfg.head_dim
-        block[heads] = seg.key_visible(self.layout.tokens, delta)
-        return self._slots(block)
-
-    def _row_features(self, offsets) -> np.ndarray:
-        """Features head * hd + j for every head and every j in ``offsets``."""
-        return (np.arange(self.cfg.n_head)[:, None] * self.cfg.head_dim + np.asarray(offsets)[None, :]).reshape(-1)
-
-    def compact_mask(self, seg: Segments) -> np.ndarray:
-        """Compact score layout: slot (head * hd + delta, t) holds the score of query t for key t - delta;
-        1 where that key is visible."""
-        block = np.zeros((self.layout.chunk, self.layout.tokens))
-        for delta in range(self.layout.tokens):
-            block[self._row_features([delta])] = seg.key_visible(self.layout.tokens, delta)
-        return self._slots(block)
-
-    def compact_padding(self, seg: Segments) -> np.ndarray:
-        """1 on every slot that is not part of a softmax row with a visible key."""
-        block = np.ones((self.layout.chunk, self.layout.tokens))
-        rows = self._row_features(range(self.layout.tokens))
-        block[np.ix_(rows, np.arange(seg.total))] = 0.0
-        return self._slots(block)
-
-    def _head_first(self) -> np.ndarray:
-        block = np.zeros((self.layout.chunk, self.layout.tokens))
-        block[self._row_features([0])] = 1.0
-        return self._slots(block)
-
-    def _delta_features(self, delta: int) -> np.ndarray:
-        block = np.zeros((self.layout.chunk, self.layout.tokens))
-        block[self._row_features([delta])] = 1.0
-        return self._slots(block)
-
-    def token_padding(self, seg: Segments) -> np.ndarray:
-        """1 on every feature of the padding tokens: where a mean square would be 0."""
-        return self._token_rows((np.arange(self.layout.tokens) >= seg.total).astype(np.float64))
+        slots = self.heads.slots
+        return slots(cos), slots(-sin * first[:, None]), slots(sin * second[:, None])
 
     # -- pieces --------------------------------------------------------------------------------------
-    def _feature_sum(self, ev, ct, count: int):
-        """Sum over ``count`` consecutive features (a power of two), left in every feature; no level."""
-        k = 1
-        while k < count:
-            ct = ev.add(ct, ev.rotate(ct, self.layout.feature_step(k)))
-            k *= 2
-        return ct
-
-    def _broadcast_heads(self, ev, ct):
-        """Copy each head's first feature onto its head_dim features; no level."""
-        k = 1
-        while k < self.cfg.head_dim:
-            ct = ev.add(ct, ev.rotate(ct, self.layout.feature_step(-k)))
-            k *= 2
-        return ct
-
-    def _shift_features(self, ev, ct, k: int):
-        """rot_f(ct, k) as a product of power-of-two feature rotations (keys the block already has)."""
-        sign, k = (1 if k > 0 else -1), abs(k)
-        bit = 0
-        while k:
-            if k & 1:
-                ct = ev.rotate(ct, self.layout.feature_step(sign * (1 << bit)))
-            k >>= 1
-            bit += 1
-        return ct
-
-    def _row_sum(self, ev, cts):
-        """Each softmax row's sum on every slot of the row (compact layout): a forward sum over T features
-        leaves it on the head's first feature, the mask keeps only that one (1 level), a backward
-        broadcast copies it onto the row's T features."""
-        (y,) = cts
-        t = self.layout.tokens
-        acc = self._feature_sum(ev, y, t)
-        acc = ev.rescale(ev.mul_values(acc, self._head_first()))  # L -> L-1
-        k = 1
-        while k < t:
-            acc = ev.add(acc, ev.rotate(acc, self.layout.feature_step(-k)))
-            k *= 2
-        return acc
-
     def rms_norm(self, ev, h, rsqrt, refresh, seg: Segments, stage: str, levels_after: int):
         """c * h / sqrt(mean(h^2) + eps), at ``levels_after`` + 1 levels; gamma and 1/c live in the next layer."""
         d = self.cfg.n_embd
         (h,) = refresh.ensure_levels_all([h], 3, f"{stage} input")
         sq = ev.rescale(ev.mul(h, h))  # L -> L-1
-        ms = ev.rescale(ev.mul_const(self._feature_sum(ev, sq, self.layout.chunk), 1.0 / d))  # -> L-2
-        # padding tokens have mean square 0: lift them into the domain (the server needs no key for that)
-        ms = ev.add(ms, ev.encoder.encode(self.eps + self.token_padding(seg) * rsqrt.domain[0], level=ms.level,
+        ms = ev.rescale(ev.mul_const(self.heads.feature_sum(ev, sq, self.layout.chunk), 1.0 / d))  # -> L-2
+        # padding tokens have mean square 0: lift them into the middle of the domain (the server needs no key
+        # for that; at its lower end, CKKS noise could push them across the edge once s is large)
+        inside = math.sqrt(rsqrt.domain[0] * rsqrt.domain[1])
+        ms = ev.add(ms, ev.encoder.encode(self.eps + self.heads.token_padding(seg) * inside, level=ms.level,
                                           scale=ms.scale))
         (ms,) = refresh.refresh([ms], stage, domain=rsqrt.domain)  # round trip; the domain is checked here
         r = rsqrt.evaluate(ev, ms, refresh=refresh)  # top -> top - depth
@@ -297,54 +172,40 @@ class EncryptedLlamaBlock:
 
     # -- the block -------------------------------------------------------------------------------------
     def attention(self, ev, h, refresh, seg: Segments, clock: StageClock):
-        """o_proj(attn(rms_norm(h))) / s at h's scale (level 1)."""
-        n = self.layout.tokens
+        """o_proj(attn(rms_norm(h))) / s at h's scale (level 0: |h / s| <= 64 fits q0)."""
         with clock.stage("input_layernorm"):
-            xn = self.rms_norm(ev, h, self.rsqrt_attn, refresh, seg, "input_layernorm", levels_after=4)
+            xn = self.rms_norm(ev, h, self.rsqrt_attn, refresh, seg, "input_layernorm", levels_after=1)
         with clock.stage("q k v"):
-            q, k, v = self.qkv.apply(ev, [xn])  # 4 -> 3
+            q, k, v = self.qkv.apply(ev, [xn])  # 1 -> 0: diagonals encoded on 2 limbs, not 21
+            # round trip, re-encrypted at the level the rest of the segment needs (rope 1, scores 2)
+            q, k, v = refresh.refresh([q, k, v], "q k v", level=3,
+                                      domains=[level0_interval(ev.ctx.params)] * 3)  # came from level 0
+            v = ev.drop_level(v, 2)
         with clock.stage("rope"):
             tables = self.rope_slots(seg)
             q, k = self.rope(ev, q, tables), self.rope(ev, k, tables)  # 3 -> 2
         with clock.stage("scores"):
-            compact = None
-            for delta in range(min(n, seg.total)):
-                k_delta = ev.rotate(k, -delta) if delta else k  # slot (f, t) <- key token t - delta
-                prod = ev.rescale(ev.mul(q, k_delta))  # 2 -> 1
-                head = self._feature_sum(ev, prod, self.cfg.head_dim)  # q.k on each head's first feature
-                kept = ev.rescale(ev.mul_values(head, self.score_keep(seg, delta)))  # 1 -> 0
-                kept = self._shift_features(ev, kept, -delta)  # to feature head * hd + delta
-                compact = kept if compact is None else ev.add(compact, kept)
+            compact = self.heads.compact_scores(ev, q, k, seg)  # 2 -> 0, every score in one ciphertext
         with clock.stage("softmax"):
-            mask = self.compact_mask(seg)
-            (compact,) = refresh.refresh([compact], "softmax", domain=self.softmax.domain, valid=[mask > 0],
-                                         fill=0.0)  # one ciphertext holds every score: one round trip -> top
-            (probs,) = self.softmax.evaluate(ev, [compact], [mask], refresh=refresh, row_sum=self._row_sum,
-                                             row_sum_levels=1, pad=self.compact_padding(seg))
+            probs = self.heads.softmax_rows(ev, compact, self.softmax, refresh, seg)  # round trip -> top - depth
         with clock.stage("values"):
-            (probs,) = refresh.ensure_levels_all([probs], 4, "attention values")
-            out = None
-            for delta in range(min(n, seg.total)):
-                p = ev.rescale(ev.mul_values(probs, self._delta_features(delta)))  # -> head * hd + delta only
-                p = self._broadcast_heads(ev, self._shift_features(ev, p, delta))  # over the head's features
-                v_delta = ev.rotate(v, -delta) if delta else v
-                term = ev.mul(ev.drop_level(p, 3), ev.drop_level(v_delta, 3))
-                out = term if out is None else ev.add(out, term)
-            out = ev.rescale(out)  # 3 -> 2
+            out = self.heads.attend(ev, probs, v, refresh, seg)  # probs >= 3, v 2 -> 1
         with clock.stage("o_proj"):
-            (a,) = self.o_proj.apply(ev, [out], target_scale=h.scale)  # 2 -> 1
+            (a,) = self.o_proj.apply(ev, [out], target_scale=h.scale)  # 1 -> 0
         return a
 
     def mlp(self, ev, h, refresh, seg: Segments, clock: StageClock):
         """down(silu(gate(x)) * up(x)) / s, x = rms_norm(h), at h's scale (level 0: |h / s| <= 64 fits q0)."""
         with clock.stage("post_attention_layernorm"):
-            xn = self.rms_norm(ev, h, self.rsqrt_mlp, refresh, seg, "post_attention_layernorm", levels_after=3)
+            xn = self.rms_norm(ev, h, self.rsqrt_mlp, refresh, seg, "post_attention_layernorm", levels_after=1)
         with clock.stage("gate up"):
-            gate = self.gate.apply(ev, [xn])  # 3 -> 2, one ciphertext per 1024 features of 1536
-            up = self.up.apply(ev, [xn])  # 3 -> 2
+            gate = self.gate.apply(ev, [xn])  # 1 -> 0, one ciphertext per 1024 features of 1536
+            up = self.up.apply(ev, [xn])  # 1 -> 0
         with clock.stage("silu"):
-            valid = self._token_rows((np.arange(self.layout.tokens) < seg.total).astype(np.float64)) > 0
-            gate = refresh.refresh(gate, "silu", domain=self.silu.domain, valid=[valid] * len(gate), fill=0.0)
+            valid = self.heads.token_valid(seg)
+            both = refresh.refresh(gate + up, "silu", valid=[valid] * (len(gate) + len(up)), fill=0.0,
+                                   domains=[self.silu.domain] * len(gate) + [level0_interval(ev.ctx.params)] * len(up))
+            gate, up = both[: len(gate)], [ev.drop_level(u, 2) for u in both[len(gate):]]
             act = [self.silu.evaluate(ev, g, refresh=refresh) for g in gate]  # top -> top - depth
         with clock.stage("down"):
             act = refresh.ensure_levels_all(act, 2, "silu * up")
@@ -355,7 +216,8 @@ class EncryptedLlamaBlock:
     def forward(self, ev, h, refresh, seg: Segments, clock: StageClock):
         """h + attn(norm(h)), then + mlp(norm(.)); the stream goes back to the key holder between halves."""
         h = ev.add(h, self.attention(ev, h, refresh, seg, clock))
-        (h,) = refresh.refresh([h], "residual")  # round trip: the attention half leaves level 1
+        at_level0 = [level0_interval(ev.ctx.params)]
+        (h,) = refresh.refresh([h], "residual", domains=at_level0)  # round trip: the attention half leaves level 0
         h = ev.add(h, self.mlp(ev, h, refresh, seg, clock))
-        (h,) = refresh.refresh([h], "block output")
+        (h,) = refresh.refresh([h], "block output", domains=at_level0)
         return h

@@ -1,8 +1,8 @@
 """Encrypted Llama inference: the client embeds, encrypts and decrypts; the server runs the blocks.
 
-Several prompts share one ciphertext (segments of the token axis, see ``encrypted.Segments``), so a batch of
-short prompts costs one pass. The depth plan and the rotation keys come from running one block on the level
-simulator before any key is made: a profile too shallow for the circuits fails in milliseconds.
+Several prompts share one ciphertext (segments of the token axis, see ``fhectl.circuits.transformer``), so a
+batch of short prompts costs one pass. The depth plan and the rotation keys come from running one block on the
+level simulator before any key is made: a profile too shallow for the circuits fails in milliseconds.
 
 After ``n_layers`` encrypted blocks the client decrypts, runs the remaining blocks in the clear (said plainly
 in every report), applies the final norm and the tied LM head, and compares with the float64 reference.
@@ -18,12 +18,12 @@ import numpy as np
 
 from fhectl.ckks.context import CKKSContext
 from fhectl.ckks.params import Parameters
-from fhectl.circuits.levels import SimEvaluator
 from fhectl.circuits.packing import Layout
 from fhectl.circuits.refresh import Client, ClientRefresh, Stats
+from fhectl.circuits.transformer import Segments, StageClock, plan_block, rescale_stream
 from fhectl.errors import InputError, LevelError
 from fhectl.llama.calibration import BlockDomains
-from fhectl.llama.encrypted import EncryptedLlamaBlock, Segments, StageClock
+from fhectl.llama.encrypted import EncryptedLlamaBlock
 from fhectl.llama.model import Llama
 from fhectl.llama.weights import LlamaWeights
 
@@ -81,44 +81,6 @@ def compare_logits(enc: np.ndarray, ref: np.ndarray, index: int, n_tokens: int) 
     top5 = len(set(np.argsort(enc)[-5:].tolist()) & set(np.argsort(ref)[-5:].tolist()))
     return PromptReport(index, n_tokens, int(np.argmax(enc)) == int(np.argmax(ref)), top5, kl,
                         int(np.argmax(enc)), int(np.argmax(ref)))
-
-
-def rescale_stream(ev, h, old: float, new: float):
-    """h / old -> h / new for powers of two: an exact integer product when the scale shrinks, else a
-    public constant (one level; the stream arrives fresh from the block-output refresh)."""
-    if old == new:
-        return h
-    if old > new:
-        return ev.mul_int(h, int(round(old / new)))
-    return ev.rescale(ev.mul_const(h, old / new))
-
-
-class _SimRefresh:
-    """The refresh interface on the simulator: records where round trips happen, returns fresh records."""
-
-    def __init__(self, ev: SimEvaluator):
-        self.ev = ev
-        self.by_stage: dict[str, int] = {}
-
-    def refresh(self, cts, stage, domain=None, valid=None, fill=None, level=None):
-        self.by_stage[stage] = self.by_stage.get(stage, 0) + 1
-        return [self.ev.fresh(level) for _ in cts]
-
-    def ensure_levels_all(self, cts, levels, stage):
-        return cts if all(c.level >= levels for c in cts) else self.refresh(cts, stage)
-
-
-def plan_block(block: EncryptedLlamaBlock, params: Parameters) -> dict:
-    """One block on the level simulator, for the worst-case batch (one prompt filling every token slot):
-    refresh round trips per stage, rotation steps (the Galois keys to make), counters. LevelError if a
-    circuit cannot fit a fresh ciphertext of this profile."""
-    ev = SimEvaluator(params)
-    refresh = _SimRefresh(ev)
-    seg = Segments((block.layout.tokens,))
-    block.forward(ev, ev.fresh(), refresh, seg, StageClock())
-    return {"refreshes": dict(refresh.by_stage), "round_trips": sum(refresh.by_stage.values()),
-            "rotation_steps": sorted(s % params.slots for s in ev.rotation_steps if s % params.slots),
-            "counters": dict(ev.counters)}
 
 
 class EncryptedLlama:

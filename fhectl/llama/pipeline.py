@@ -41,15 +41,15 @@ def load_model(name: str, weights: str | Path | None = None, revision: str | Non
     return load_safetensors_dir(path), LlamaTokenizer.from_hf_dir(path), f"Hugging Face checkpoint {path}"
 
 
-def calibration_prompts(tokenizer: LlamaTokenizer) -> list[list[int]]:
-    return [ids[:CALIBRATION_MAX_TOKENS] for p in load_prompt_set("calibration")
-            if (ids := tokenizer.encode(p["text"]))]
+def calibration_prompts(tokenizer: LlamaTokenizer, max_position: int) -> list[list[int]]:
+    cut = min(CALIBRATION_MAX_TOKENS, max_position)
+    return [ids[:cut] for p in load_prompt_set("calibration") if (ids := tokenizer.encode(p["text"]))]
 
 
 def calibrated_domains(weights: LlamaWeights, tokenizer: LlamaTokenizer, n_layer: int | None = None
                        ) -> tuple[list[calibration.BlockDomains], str]:
     """The model's domains from the shipped calibration set, cached under ~/.cache/fhectl by weights digest."""
-    prompts = calibration_prompts(tokenizer)
+    prompts = calibration_prompts(tokenizer, weights.config.max_position)
     key = hashlib.sha256((weights.weights_digest() + repr(prompts)).encode()).hexdigest()[:32]
     path = calibration.cache_dir() / f"llama-{key}.json"
     found = calibration.load_domains(path, key)

@@ -63,7 +63,7 @@ def test_mutated_npy_headers_are_input_errors(tmp_path):
     "{'descr': '|O', 'fortran_order': False, 'shape': (12,), }",
     "{'descr': [('a', '<f8')], 'fortran_order': False, 'shape': (12,), }",
     "{'descr': '<f8', 'fortran_order': False, 'shape': (12,), 'x': __import__('os')}",
-    "{'descr': '<f8', 'fortran_order': False, 'shape': ((((((((((((((((((((12,),),),),),),),),),),),),),),),),),),),), }",
+    "{'descr': '<f8', 'fortran_order': False, 'shape': " + "(" * 20 + "12," + ")," * 20 + " }",
     "{'descr': '<f8', 'fortran_order': 2, 'shape': (12,), }",
     "[" * 5000,
 ], ids=["2^40", "2^40 in 2-D", "short payload", "negative", "object", "structured", "call", "nested",

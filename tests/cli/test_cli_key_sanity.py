@@ -8,9 +8,8 @@ import json
 import numpy as np
 
 from clitools import INSECURE, cli, cli_fails, cli_ok
-from fhectl.io.container import read_container, write_container
+from fhectl.io.container import bundle_containers, read_container, write_container
 from fhectl.io.keyring import read_public_export
-from fhectl.io.container import bundle_containers
 
 PK_REL = "public/public-key.fhe"
 

@@ -13,8 +13,10 @@ from fhectl.ckks.params import load_parameters
 from fhectl.ckks.sampling import SeededRandom
 from fhectl.errors import DomainError, InputError
 from fhectl.circuits import approximations as approx
-from fhectl.gpt2.calibration import BlockDomains, calibrate, check_domain
-from fhectl.gpt2.encrypted import Stats
+from fhectl.circuits.polynomial import check_domain
+from fhectl.circuits.refresh import Stats
+from fhectl.circuits.softmax import softmax_circuit
+from fhectl.gpt2.calibration import calibrate
 from fhectl.gpt2.inference import EncryptedGPT2
 from fhectl.circuits.linear import PackedLinear
 from fhectl.gpt2.model import GPT2
@@ -75,16 +77,18 @@ def test_calibration_covers_the_trace_and_detects_outliers(tiny_weights):
     prompts = [list(rng.integers(0, 100, 6)) for _ in range(4)]
     doms = calibrate(model, prompts)
     tr = model.trace(prompts[0]).blocks[0]
-    check_domain(tr.ln_1_var, doms[0].ln1_var, "ln_1 var")
-    check_domain(tr.fc, doms[0].gelu, "gelu")
+    eps = model.config.layer_norm_epsilon
+    check_domain(tr.ln_1_var + eps, *doms[0].ln1_var, "ln_1 var + eps")  # fitted on what the circuit sees
+    check_domain(tr.fc, -doms[0].gelu_bound, doms[0].gelu_bound, "gelu")
     with pytest.raises(DomainError, match="outside the domain"):
-        check_domain(np.array([doms[0].gelu[1] * 10]), doms[0].gelu, "gelu")
+        check_domain(np.array([doms[0].gelu_bound * 10]), -doms[0].gelu_bound, doms[0].gelu_bound, "gelu")
+    with pytest.raises(DomainError):
+        check_domain(np.array([np.nan]), *doms[0].ln1_var, "ln_1 var + eps")  # NaN is outside, not let through
 
 
 @pytest.fixture(scope="module")
 def moderate_weights(tiny_config):
-    """std 0.2: attention clearly non-uniform (scores about +-3) while softmax sums stay within
-    the range the 1/x approximation handles (see fhectl.circuits.approximations.inverse)."""
+    """std 0.2: attention clearly non-uniform (scores about +-3)."""
     return random_weights(tiny_config, seed=2, std=0.2)
 
 
@@ -123,6 +127,6 @@ def test_server_holds_no_secret(encrypted_run):
 def test_out_of_domain_inputs_are_reported(encrypted_run, monkeypatch):
     engine, _, ids = encrypted_run
     block = engine.blocks[0]
-    monkeypatch.setattr(block, "domains", BlockDomains(**{**block.domains.__dict__, "gelu": (-1e-3, 1e-3)}))
-    with pytest.raises(DomainError, match="gelu"):
+    monkeypatch.setattr(block, "softmax", softmax_circuit(0.01, engine.layout.tokens))
+    with pytest.raises(DomainError, match="softmax"):
         engine.run_blocks(ids, Stats())

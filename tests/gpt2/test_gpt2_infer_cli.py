@@ -41,18 +41,20 @@ def test_infer_json_reports_everything(checkpoint, prompt):
     for per_token in data["blocks"]:
         assert len(per_token) == 2 and all(b["cosine"] > 0.999 for b in per_token)
     assert data["stats"]["refresh_round_trips"] > 0 and data["key_bytes"] > 0
-    assert set(data["stats"]["stage_seconds"]) >= {"ln_1", "c_attn", "scores", "gelu"}
-    plan = data["level_plan"]
-    assert len(plan) == 2 and set(plan[0]) == set(data["stats"]["stage_seconds"])
-    assert all(0 < levels for levels in plan[0].values())
+    assert set(data["stats"]["stage_seconds"]) >= {"ln_1", "c_attn", "scores", "softmax", "gelu"}
+    plans = data["plans"]  # from the level simulator, per encrypted block
+    assert len(plans) == 2 and set(plans[0]["refreshes"]) <= set(data["stats"]["refreshes_by_stage"])
+    assert plans[0]["round_trips"] * 2 * 2 == data["stats"]["refresh_round_trips"]  # 2 blocks, 2 tokens
+    assert len(data["stream_scales"]) == 2
 
 
 def test_a_profile_too_shallow_for_the_circuits_fails_before_keygen(checkpoint, prompt):
-    """tiny-insecure has 5 levels: the softmax exp alone needs more, which must be said, not crash later."""
+    """tiny-insecure has 5 levels: the circuits need more, which the level simulator says before keygen."""
     res = runner.invoke(app, ["infer", str(prompt), "--weights", str(checkpoint), "--profile", "tiny-insecure",
                               "--insecure", "--device", "cpu"])
     assert res.exit_code == 4, res.output
-    assert "needs" in res.output and "levels but the profile tiny-insecure has 5" in res.output
+    assert "profile tiny-insecure (fresh ciphertexts have 5 levels) is too shallow" in res.output
+    assert "needs" in res.output
     assert "Traceback" not in res.output
 
 

@@ -35,6 +35,6 @@ def test_costly_scrypt_parameters_are_refused_before_deriving(box, n, r, p, monk
         open_container(forged, PASS)
 
 
-def test_the_default_setting_is_accepted(box, monkeypatch):
+def test_the_default_setting_is_accepted(box):
     secret_box._check_kdf(SCRYPT_N, SCRYPT_R, SCRYPT_P, "default")
     assert open_container(box, PASS).arrays["coeffs"].tolist() == [1, 0, -1]

@@ -1,0 +1,58 @@
+"""`fhectl infer --model smollm2-135m` end to end: a tiny Llama checkpoint with SmolLM2's real tokenizer
+(so real text encodes), written by the test as a Hugging Face directory, encrypted at the insecure N = 2^10
+profile; and bad input refused before anything heavy runs."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from fhectl.cli.main import app
+from fhectl.llama.config import LlamaConfig
+from fhectl.llama.weights import random_weights, save_safetensors_dir
+
+runner = CliRunner()
+ARGS = ["--model", "smollm2-135m", "--profile", "tiny-deep-insecure", "--insecure", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, smollm2):
+    _, tokenizer = smollm2
+    cfg = LlamaConfig(vocab_size=tokenizer.vocab_size, n_layer=2, n_embd=24, n_head=4, n_kv_head=2, head_dim=8,
+                      n_inner=40, rope_theta=100.0, max_position=16, bos_token_id=1, eos_token_id=2)
+    d = tmp_path_factory.mktemp("tiny-llama")
+    save_safetensors_dir(random_weights(cfg, seed=5, std=0.5), d)
+    tokenizer.save_hf_dir(d)
+    return d
+
+
+@pytest.fixture()
+def prompt(tmp_path):
+    p = tmp_path / "prompt.txt"
+    p.write_text("Hello world")
+    return p
+
+
+def test_infer_runs_every_block_encrypted_and_matches_the_reference(checkpoint, prompt, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # calibration cache
+    res = runner.invoke(app, ["infer", str(prompt), "--weights", str(checkpoint), "--layers", "2",
+                              "--max-new-tokens", "2", "--json", *ARGS])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["encrypted_layers"] == 2 == data["layers"]
+    assert data["top1_agreement"] == 1.0
+    assert data["continuation"] == data["reference_continuation"]
+    assert all(r["cosine_min"] > 0.9999 for step in data["steps"] for r in step["layers"])
+
+
+def test_bad_input_fails_fast_with_one_line(checkpoint, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n")
+    res = runner.invoke(app, ["infer", str(empty), "--weights", str(checkpoint), *ARGS])
+    assert res.exit_code == 2 and "empty" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["infer", str(tmp_path / "missing.txt"), *ARGS])
+    assert res.exit_code == 2 and "does not exist" in res.output
+    long = tmp_path / "long.txt"
+    long.write_text("word " * 40)
+    res = runner.invoke(app, ["infer", str(long), "--weights", str(checkpoint), *ARGS])
+    assert res.exit_code == 2 and "fit one ciphertext" in res.output

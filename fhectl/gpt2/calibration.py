@@ -1,21 +1,12 @@
 """Ranges the encrypted GPT-2 circuits must cover, measured by plaintext runs of the same model.
 
 The circuits (``fhectl.circuits.wide``, ``fhectl.circuits.softmax``) are built for the wide ranges of trained
-models; calibration decides how wide, per block, with margins far beyond what was seen (the same rules as
-``fhectl.llama.calibration``):
-
-* var + eps entering each LayerNorm: [max(eps, min / 10), max * 10] -- the interval is fitted on the very
-  value the 1/sqrt circuit receives and the client refresh checks (var + eps), never below eps, and a decade
-  over the largest "massive activation" seen;
-* attention scores: |s| <= max(16, 2 max |s|) (the softmax has no per-row or per-layer shift: this bounds
-  magnitudes, it is not a window around typical values);
-* GELU inputs (c_fc outputs): |x| <= max(32, 2 max |x|);
-* the residual stream's public scale s_i, a power of two per block, with |h| / s_i <= 64 on what was seen at
-  the block's input, middle and output (8 times below the 2^9 that fits q0 / Delta at level 0). Trained
-  GPT-2 carries a few residual features of magnitude 1,000-3,000 on the first token (Sun et al., "Massive
-  Activations in Large Language Models", 2024).
-
-Every bound is rounded outwards to a power of two. The domains are cached next to the weights
+models; the shared rules of ``fhectl.circuits.domains`` decide how wide, per block (the same as for Llama):
+var + eps entering each LayerNorm (the very value the 1/sqrt circuit receives and the client refresh checks)
+widened 10x each way but never below eps, |scores| and |GELU inputs| bounded by twice what was seen (at least
+16 and 32), and a residual-stream scale per block with |h| / s <= 64 at the block's input, middle and output.
+Trained GPT-2 carries a few residual features of magnitude 1,000-3,000 on the first token (Sun et al.,
+"Massive Activations in Large Language Models", 2024). The domains are cached next to the weights
 (``fhectl_calibration_<digest>.json``) for the weights they were computed on.
 """
 
@@ -29,15 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fhectl.circuits import domains as rules
 from fhectl.gpt2.model import GPT2
 
-# Margins over what calibration saw (see the module docstring).
-VAR_MARGIN = 10.0
-SCORE_MARGIN, SCORE_FLOOR = 2.0, 16.0
-GELU_MARGIN, GELU_FLOOR = 2.0, 32.0
-STREAM_LIMIT = 64.0
-# The 1/sqrt circuit's output c / sqrt(v) is kept below this (c is chosen from the domain's lower end).
-RSQRT_MAX_OUTPUT = 4.0
 FORMAT = "gpt2-wide-1"  # cache files of another format are ignored
 
 
@@ -54,16 +39,13 @@ class BlockDomains:
     @property
     def ln1_var_scaled(self) -> tuple[float, float]:
         """The same interval for the scaled stream h / s: divided by s^2."""
-        return (self.ln1_var[0] / self.stream_scale**2, self.ln1_var[1] / self.stream_scale**2)
+        return rules.scaled_interval(self.ln1_var, self.stream_scale)
 
     @property
     def ln2_var_scaled(self) -> tuple[float, float]:
-        return (self.ln2_var[0] / self.stream_scale**2, self.ln2_var[1] / self.stream_scale**2)
+        return rules.scaled_interval(self.ln2_var, self.stream_scale)
 
-    @staticmethod
-    def rsqrt_out_scale(interval: tuple[float, float]) -> float:
-        """c with c / sqrt(v) <= RSQRT_MAX_OUTPUT on the interval: small values stay far from q0."""
-        return RSQRT_MAX_OUTPUT * math.sqrt(interval[0])
+    rsqrt_out_scale = staticmethod(rules.rsqrt_out_scale)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -85,10 +67,6 @@ class BlockRanges:
     stream_abs: float = 0.0
 
 
-def _update(lo_hi: list, values: np.ndarray) -> None:
-    lo_hi[0], lo_hi[1] = min(lo_hi[0], float(np.min(values))), max(lo_hi[1], float(np.max(values)))
-
-
 def measure(model: GPT2, prompts: list[list[int]], n_layer: int | None = None) -> list[BlockRanges]:
     """Run the float64 model on every prompt and record each block's circuit inputs."""
     n_layer = model.config.n_layer if n_layer is None else n_layer
@@ -96,8 +74,8 @@ def measure(model: GPT2, prompts: list[list[int]], n_layer: int | None = None) -
     ranges = [BlockRanges() for _ in range(n_layer)]
     for ids in prompts:
         for r, bt in zip(ranges, model.trace(ids).blocks[:n_layer]):
-            _update(r.ln1_var, bt.ln_1_var + eps)
-            _update(r.ln2_var, bt.ln_2_var + eps)
+            rules.update_range(r.ln1_var, bt.ln_1_var + eps)
+            rules.update_range(r.ln2_var, bt.ln_2_var + eps)
             scores = bt.att_scores[np.isfinite(bt.att_scores)]  # masked keys are -inf
             r.score_abs = max(r.score_abs, float(np.max(np.abs(scores))))
             r.gelu_abs = max(r.gelu_abs, float(np.max(np.abs(bt.fc))))
@@ -106,27 +84,11 @@ def measure(model: GPT2, prompts: list[list[int]], n_layer: int | None = None) -
     return ranges
 
 
-def stream_scale_for(stream_abs: float) -> float:
-    """The least power of two s >= 1 with max |h| / s <= STREAM_LIMIT."""
-    return float(2.0 ** max(0, math.ceil(math.log2(max(stream_abs, 1e-30) / STREAM_LIMIT))))
-
-
-def _pow2_down(x: float) -> float:
-    return 2.0 ** math.floor(math.log2(x))
-
-
-def _pow2_up(x: float) -> float:
-    return 2.0 ** math.ceil(math.log2(x))
-
-
 def domains_from(ranges: list[BlockRanges], eps: float) -> list[BlockDomains]:
-    """Margins as in the module docstring, every bound rounded outwards to a power of two."""
-    def var(lo_hi):
-        return (_pow2_down(max(eps, lo_hi[0] / VAR_MARGIN)), _pow2_up(lo_hi[1] * VAR_MARGIN))
-
-    return [BlockDomains(stream_scale_for(r.stream_abs), var(r.ln1_var), var(r.ln2_var),
-                         _pow2_up(max(SCORE_FLOOR, SCORE_MARGIN * r.score_abs)),
-                         _pow2_up(max(GELU_FLOOR, GELU_MARGIN * r.gelu_abs))) for r in ranges]
+    """The shared widening rules (``fhectl.circuits.domains``) applied to each block's ranges."""
+    return [BlockDomains(rules.stream_scale_for(r.stream_abs), rules.norm_interval(r.ln1_var, eps),
+                         rules.norm_interval(r.ln2_var, eps), rules.score_bound(r.score_abs),
+                         rules.activation_bound(r.gelu_abs)) for r in ranges]
 
 
 def calibrate(model: GPT2, prompts: list[list[int]], n_layer: int | None = None) -> list[BlockDomains]:
@@ -145,7 +107,7 @@ def count_violations(ranges: BlockRanges, dom: BlockDomains) -> list[str]:
         out.append("attention scores")
     if ranges.gelu_abs > dom.gelu_bound:
         out.append("gelu input")
-    if ranges.stream_abs / dom.stream_scale > 8 * STREAM_LIMIT:
+    if ranges.stream_abs / dom.stream_scale > 8 * rules.STREAM_LIMIT:
         out.append("residual stream")
     return out
 

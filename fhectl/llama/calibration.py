@@ -1,17 +1,7 @@
-"""Ranges the encrypted circuits must cover, measured on a calibration prompt set (never the evaluation set).
-
-The circuits of ``fhectl.circuits.wide`` and ``fhectl.circuits.softmax`` are built for wide ranges; what
-calibration still decides is *how* wide, per block, with margins far beyond what was seen:
-
-* mean square + eps entering each RMSNorm: [max(eps, min / 10), max * 10] -- the lower end can never
-  fall below eps, the upper end leaves a decade over the largest "massive activation" seen;
-* attention scores: |s| <= max(16, 2 max |s|) (the softmax circuit has no per-row or per-layer shift, so
-  this is a bound on magnitudes, not a window around typical values);
-* SiLU inputs: |g| <= max(32, 2 max |g|);
-* the residual stream's public scale s_i, a power of two per block, with |h| / s_i <= 64 on what was seen at
-  the block's input and output (8 times below the 2^9 that fits q0 / Delta at level 0). One scale for the
-  whole model would push the early blocks' small values (|h| ~ 40 in SmolLM2's block 0, ~30,000 from
-  block 11 on) down towards the CKKS noise.
+"""Ranges the encrypted Llama circuits must cover, measured on a calibration prompt set (never the evaluation
+set), widened by the shared rules of ``fhectl.circuits.domains`` (margins of 10x on norms, 2x on scores and SiLU
+inputs, powers of two, a residual-stream scale per block with |h| / s <= 64; SmolLM2's stream is ~40 in block 0
+and ~30,000 from block 11 on, so one scale for the model would push early blocks towards the CKKS noise).
 
 Values are recorded through the plaintext model's pluggable nonlinearities (``fhectl.llama.model``), so the
 numbers are exactly the inputs the encrypted circuits will see. ``count_violations`` checks a prompt against
@@ -29,15 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fhectl.circuits import domains as rules
 from fhectl.llama.model import EXACT, Llama, Nonlinearities
-
-# Margins over what calibration saw (see the module docstring).
-MS_MARGIN = 10.0
-SCORE_MARGIN, SCORE_FLOOR = 2.0, 16.0
-GATE_MARGIN, GATE_FLOOR = 2.0, 32.0
-STREAM_LIMIT = 64.0
-# The 1/sqrt circuit's output c / sqrt(v) is kept below this (c is chosen from the domain's lower end).
-RSQRT_MAX_OUTPUT = 4.0
 
 
 @dataclass(frozen=True)
@@ -53,16 +36,13 @@ class BlockDomains:
     @property
     def ms_attn_scaled(self) -> tuple[float, float]:
         """The same interval for the scaled stream h / s: divided by s^2."""
-        return (self.ms_attn[0] / self.stream_scale**2, self.ms_attn[1] / self.stream_scale**2)
+        return rules.scaled_interval(self.ms_attn, self.stream_scale)
 
     @property
     def ms_mlp_scaled(self) -> tuple[float, float]:
-        return (self.ms_mlp[0] / self.stream_scale**2, self.ms_mlp[1] / self.stream_scale**2)
+        return rules.scaled_interval(self.ms_mlp, self.stream_scale)
 
-    @staticmethod
-    def rsqrt_out_scale(interval: tuple[float, float]) -> float:
-        """c with c / sqrt(v) <= RSQRT_MAX_OUTPUT on the interval: small values stay far from q0."""
-        return RSQRT_MAX_OUTPUT * math.sqrt(interval[0])
+    rsqrt_out_scale = staticmethod(rules.rsqrt_out_scale)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -92,10 +72,8 @@ class _Recorder:
         self.norms_seen = 0
 
     def rsqrt(self, v):
-        key = "ms_attn" if self.norms_seen % 2 == 0 else "ms_mlp"
+        rules.update_range(self.r.ms_attn if self.norms_seen % 2 == 0 else self.r.ms_mlp, v)
         self.norms_seen += 1
-        lo_hi = getattr(self.r, key)
-        lo_hi[0], lo_hi[1] = min(lo_hi[0], float(np.min(v))), max(lo_hi[1], float(np.max(v)))
         return EXACT.rsqrt(v)
 
     def softmax(self, scores, mask):
@@ -125,27 +103,11 @@ def measure(model: Llama, prompts: list[list[int]], n_layer: int | None = None) 
     return ranges
 
 
-def stream_scale_for(stream_abs: float) -> float:
-    """The least power of two s >= 1 with max |h| / s <= STREAM_LIMIT."""
-    return float(2.0 ** max(0, math.ceil(math.log2(max(stream_abs, 1e-30) / STREAM_LIMIT))))
-
-
-def _pow2_down(x: float) -> float:
-    return 2.0 ** math.floor(math.log2(x))
-
-
-def _pow2_up(x: float) -> float:
-    return 2.0 ** math.ceil(math.log2(x))
-
-
 def domains_from(ranges: list[BlockRanges], eps: float) -> list[BlockDomains]:
-    """Margins as in the module docstring, then every bound rounded outwards to a power of two (blocks
-    with similar ranges then share circuits, and the numbers in a report read at a glance)."""
-    def ms(lo_hi):
-        return (_pow2_down(max(eps, lo_hi[0] / MS_MARGIN)), _pow2_up(lo_hi[1] * MS_MARGIN))
-
-    return [BlockDomains(stream_scale_for(r.stream_abs), ms(r.ms_attn), ms(r.ms_mlp), _pow2_up(max(SCORE_FLOOR, SCORE_MARGIN * r.score_abs)),
-                         _pow2_up(max(GATE_FLOOR, GATE_MARGIN * r.gate_abs))) for r in ranges]
+    """The shared widening rules (``fhectl.circuits.domains``) applied to each block's ranges."""
+    return [BlockDomains(rules.stream_scale_for(r.stream_abs), rules.norm_interval(r.ms_attn, eps),
+                         rules.norm_interval(r.ms_mlp, eps), rules.score_bound(r.score_abs),
+                         rules.activation_bound(r.gate_abs)) for r in ranges]
 
 
 def calibrate(model: Llama, prompts: list[list[int]], n_layer: int | None = None) -> list[BlockDomains]:
@@ -163,7 +125,7 @@ def count_violations(ranges: BlockRanges, dom: BlockDomains) -> list[str]:
         out.append("attention scores")
     if ranges.gate_abs > dom.gate_bound:
         out.append("silu input")
-    if ranges.stream_abs / dom.stream_scale > 8 * STREAM_LIMIT:
+    if ranges.stream_abs / dom.stream_scale > 8 * rules.STREAM_LIMIT:
         out.append("residual stream")
     return out
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -260,8 +261,9 @@ class Parameters:
 
 
 def profiles_dir() -> Path:
-    """The profiles/ folder at the repository root (next to fhectl/)."""
-    return Path(__file__).resolve().parents[2] / "profiles"
+    """The shipped profiles: package data of fhectl (``fhectl/profiles``), so a plain (non-editable) install
+    finds them as well as a checkout does."""
+    return Path(str(resources.files("fhectl").joinpath("profiles")))
 
 
 def list_profiles() -> list[str]:
@@ -270,7 +272,7 @@ def list_profiles() -> list[str]:
 
 
 def load_literal(name_or_path: str) -> ParametersLiteral:
-    """A profile by name (profiles/NAME.yaml) or by path to a YAML file."""
+    """A profile by name (fhectl/profiles/NAME.yaml) or by path to a YAML file."""
     path = Path(name_or_path)
     if not (path.suffix in (".yaml", ".yml") or path.exists()):
         path = profiles_dir() / f"{name_or_path}.yaml"

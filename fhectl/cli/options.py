@@ -9,7 +9,7 @@ import typer
 
 Profile = Annotated[
     str,
-    typer.Option("--profile", "-p", help="Parameter profile: a name from profiles/ or a path to a YAML file."),
+    typer.Option("--profile", "-p", help="Parameter profile: a shipped name (fhectl/profiles/) or a path to a YAML file."),
 ]
 Insecure = Annotated[
     bool,

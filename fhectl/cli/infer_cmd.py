@@ -81,6 +81,7 @@ def infer(
     model: Annotated[str, typer.Option("--model", "-m", help="Model: smollm2-135m (Llama family) or gpt2.")] = "gpt2",
     weights: Annotated[Optional[str], typer.Option("--weights", "-w", help="Checkpoint: a directory (config.json + *.safetensors), a .gguf file (Llama family) or a Hugging Face repo id.")] = None,
     chat: Annotated[bool, typer.Option("--chat", help="Llama family: wrap the prompt in the model's chat template.")] = False,
+    system: Annotated[Optional[str], typer.Option("--system", help="With --chat: the system turn's text (default: the template's own; '' for an empty one).")] = None,
     random_weights_flag: Annotated[bool, typer.Option("--random-weights", help="GPT-2-shaped random weights (clearly labelled).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of --random-weights.")] = 0,
     layers: Annotated[Optional[int], typer.Option("--layers", "-l", help="Blocks to run encrypted (default: all).")] = None,
@@ -101,9 +102,9 @@ def infer(
         from fhectl.cli.infer_llama import infer_llama
 
         return infer_llama(prompt, model, weights, chat, layers, max_new_tokens, profile, insecure, device, json,
-                           random_weights_flag)
-    if chat:
-        raise InputError("--chat is for chat-tuned models (smollm2-135m); GPT-2 has no chat template")
+                           random_weights_flag, system)
+    if chat or system is not None:
+        raise InputError("--chat and --system are for chat-tuned models (smollm2-135m); GPT-2 has no chat template")
     if weights is not None and random_weights_flag:
         raise InputError("give either --weights or --random-weights, not both")
     if max_new_tokens < 1:

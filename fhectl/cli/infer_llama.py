@@ -16,7 +16,7 @@ DEFAULT_ENCRYPTED_LAYERS = 1
 
 
 def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_tokens: int, profile: str,
-                insecure: bool, device: str, json: bool, random_weights: bool) -> None:
+                insecure: bool, device: str, json: bool, random_weights: bool, system: str | None = None) -> None:
     from fhectl.cli.infer_cmd import _read_prompt
     from fhectl.llama.inference import EncryptedLlama
     from fhectl.llama.pipeline import calibrated_domains, load_model, prompt_ids
@@ -34,13 +34,18 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
     n_layers = min(DEFAULT_ENCRYPTED_LAYERS, cfg.n_layer) if layers is None else layers
     if not 0 <= n_layers <= cfg.n_layer:
         raise InputError(f"--layers must be in 0..{cfg.n_layer}, got {n_layers}")
-    ids = prompt_ids(tok, text, chat)
+    if system is not None and not chat:
+        raise InputError("--system only applies with --chat")
+    ids = prompt_ids(tok, text, chat, system)
     width = max(cfg.n_embd, cfg.n_head * cfg.head_dim)
     capacity = min(Layout.max_tokens(params.slots, width), cfg.head_dim)  # softmax rows must fit one head
     total = len(ids) + max_new_tokens - 1
     if total > capacity:
+        hint = (" or give a shorter system turn (--system '' leaves it empty; the template's default takes "
+                f"{len(prompt_ids(tok, '', True)) - len(prompt_ids(tok, '', True, ''))} tokens)"
+                if chat and system is None else "")
         raise InputError(f"the prompt has {len(ids)} tokens and {max_new_tokens} new ones need {total} positions; at "
-                         f"most {capacity} fit one ciphertext at {params.name}; shorten the prompt")
+                         f"most {capacity} fit one ciphertext at {params.name}; shorten the prompt{hint}")
     console.err.print(f"model: {source}")
     console.err.print(f"{len(ids)} prompt tokens; {n_layers} of {cfg.n_layer} blocks ENCRYPTED, the other "
                       f"{cfg.n_layer - n_layers} run in the clear on the client (--layers {cfg.n_layer} encrypts all); "
@@ -60,7 +65,8 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
     stop = tuple(i for i in (cfg.eos_token_id, tok.token_to_id("<|im_end|>")) if i is not None)
     new_ids, results = engine.generate(ids, max_new_tokens, stop_ids=stop, on_token=on_token)
     reference = engine.model.greedy_generate(ids, len(new_ids), stop_ids=stop)[len(ids):]
-    continuation, ref_text = tok.decode(new_ids), tok.decode(reference)
+    shown = [t for t in new_ids if t not in stop]  # the stop token ends the reply; it is not text
+    continuation, ref_text = tok.decode(shown), tok.decode([t for t in reference if t not in stop])
     agree = sum(r.prompts[0].top1_agrees for r in results)
     if json:
         console.print_json({"model": source, "prompt_tokens": ids, "continuation": continuation,
@@ -68,7 +74,7 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
                             "profile": params.describe(), "top1_agreement": agree / len(results),
                             "steps": [r.as_dict() for r in results]})
         return
-    console.out.print(text + continuation)
+    console.out.print(continuation if chat else text + continuation)  # with --chat: the assistant's reply
     console.err.print("")
     last = results[-1]
     table = Table(title="encrypted vs float64 reference, per block (last step)")

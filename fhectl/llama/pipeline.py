@@ -63,8 +63,10 @@ def calibrated_domains(weights: LlamaWeights, tokenizer: LlamaTokenizer, n_layer
         return domains, "computed for this run (cache not writable)"
 
 
-def prompt_ids(tokenizer: LlamaTokenizer, text: str, chat: bool) -> list[int]:
-    ids = tokenizer.encode(tokenizer.chat_prompt(text) if chat else text)
+def prompt_ids(tokenizer: LlamaTokenizer, text: str, chat: bool, system: str | None = None) -> list[int]:
+    """The prompt's token ids; with ``chat``, one user turn in the model's chat template (``system``: the
+    system turn's text, None for the template's default)."""
+    ids = tokenizer.encode(tokenizer.chat_prompt(text, system=system) if chat else text)
     if not ids:
         raise InputError("the prompt encodes to no tokens")
     return ids

@@ -56,3 +56,15 @@ def test_bad_input_fails_fast_with_one_line(checkpoint, tmp_path):
     long.write_text("word " * 40)
     res = runner.invoke(app, ["infer", str(long), "--weights", str(checkpoint), *ARGS])
     assert res.exit_code == 2 and "fit one ciphertext" in res.output
+
+
+def test_chat_wraps_the_prompt_and_system_needs_chat(checkpoint, prompt, tmp_path, monkeypatch):
+    """The tiny model holds 8 tokens (its head width), so the chat runs stop at the capacity check, which
+    shows how many tokens the template made of the 2-token prompt."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    res = runner.invoke(app, ["infer", str(prompt), "--weights", str(checkpoint), "--chat", "--system", "", *ARGS])
+    assert res.exit_code == 2 and "the prompt has 16 tokens" in res.output  # ChatML turns around "Hello world"
+    res = runner.invoke(app, ["infer", str(prompt), "--weights", str(checkpoint), "--system", "x", *ARGS])
+    assert res.exit_code == 2 and "--system only applies with --chat" in res.output
+    res = runner.invoke(app, ["infer", str(prompt), "--weights", str(checkpoint), "--chat", *ARGS])
+    assert res.exit_code == 2 and "--system ''" in res.output  # the default system turn is the hint

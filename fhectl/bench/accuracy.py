@@ -24,20 +24,16 @@ from pathlib import Path
 import numpy as np
 
 from fhectl.ckks.params import Parameters
+from fhectl.errors import InputError
 from fhectl.llama.calibration import BlockDomains
 from fhectl.llama.encrypted import BlockCircuits
-from fhectl.llama.inference import EncryptedLlama, compare_logits
+from fhectl.llama.inference import EncryptedLlama, compare_logits, cosine
 from fhectl.llama.mirror import BlockMirror, SilentErrors
 from fhectl.llama.model import Llama
 from fhectl.llama.prompt_sets import load_prompt_set
 from fhectl.circuits.packing import Layout
 
 MAX_PROMPT_TOKENS = 128
-
-
-def _cosine(a, b) -> float:
-    a, b = np.asarray(a).reshape(-1), np.asarray(b).reshape(-1)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-300))
 
 
 def evaluation_prompts(tokenizer) -> list[dict]:
@@ -65,7 +61,7 @@ def run_mirror(weights, domains: list[BlockDomains], prompts: list[dict], tick=l
         for i, b in enumerate(blocks):
             x_ref = model.block(x_ref, i)
             x_mir = model.block(x_mir, i, nonlinear=BlockMirror(b, mine).nonlinearities())
-            per_layer_cos[i].append(_cosine(x_mir, x_ref))
+            per_layer_cos[i].append(cosine(x_mir, x_ref))
         r = compare_logits(model.final_logits(x_mir)[-1], model.final_logits(x_ref)[-1], k, len(p["ids"]))
         rows.append({"id": p["id"], "kind": p["kind"], "tokens": len(p["ids"]), "top1": r.top1_agrees,
                      "top5_overlap": r.top5_overlap, "kl": r.kl, "violations": sorted(set(mine.violations)),
@@ -97,7 +93,8 @@ def pick_encrypted_batch(prompts: list[dict], count: int, capacity: int) -> list
     more telling batch than the shortest prompts, which are all of one kind."""
     per = capacity // max(count, 1)
     if per < 1:
-        raise ValueError(f"{count} prompts do not fit {capacity} token slots")
+        raise InputError(f"--encrypted-prompts {count}: at most {capacity} prompts share one ciphertext of "
+                         f"{capacity} token slots")
     by_kind: dict[str, list[dict]] = {}
     for p in sorted(prompts, key=lambda p: p["id"]):
         by_kind.setdefault(p["kind"], []).append(p)
@@ -111,10 +108,15 @@ def pick_encrypted_batch(prompts: list[dict], count: int, capacity: int) -> list
     return chosen
 
 
-def _write_json(path: Path, data) -> None:
+def _write_text(path: Path, text: str) -> None:
+    """Whole or not at all: a temporary file, then a rename."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=float))
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _write_json(path: Path, data) -> None:
+    _write_text(path, json.dumps(data, indent=1, default=float))
 
 
 def run_encrypted(weights, domains: list[BlockDomains], params: Parameters, batch: list[dict], state_dir: Path,
@@ -202,11 +204,13 @@ def run_accuracy_report(model_name: str, weights_spec, params: Parameters, out_r
     prompts = evaluation_prompts(tok)
     width = max(cfg.n_embd, cfg.n_head * cfg.head_dim)
     capacity = min(Layout.max_tokens(params.slots, width), cfg.head_dim)  # softmax rows must fit one head
+    batch = pick_encrypted_batch(prompts, encrypted_prompts, capacity) if encrypted_prompts > 0 else []
+    if encrypted_layers is not None and not 0 <= encrypted_layers <= cfg.n_layer:
+        raise InputError(f"--encrypted-layers must be in 0..{cfg.n_layer}, got {encrypted_layers}")
     tick("calibrated")
-    mirror = run_mirror(w, domains, prompts, tick)
+    mirror = run_mirror(w, domains, prompts, tick)  # minutes: after every input check
     encrypted = None
-    if encrypted_prompts > 0:
-        batch = pick_encrypted_batch(prompts, encrypted_prompts, capacity)
+    if batch:
         key = hashlib.sha256((w.weights_digest() + params.name + repr([p["id"] for p in batch])
                               + repr(encrypted_layers)).encode()).hexdigest()[:16]
         state = calibration.cache_dir().parent / "accuracy-state" / key
@@ -231,7 +235,7 @@ def run_accuracy_report(model_name: str, weights_spec, params: Parameters, out_r
     folder = Path(out_root) / name
     folder.mkdir(parents=True, exist_ok=True)
     _write_json(folder / "report.json", report)
-    (folder / "report.md").write_text(render_accuracy_markdown(report))
+    _write_text(folder / "report.md", render_accuracy_markdown(report))
     return folder
 
 

@@ -33,7 +33,7 @@ What differs from GPT-2, and why:
 * **SwiGLU** with SiLU accurate on [-B, B] by a domain-extension composite (``fhectl.circuits.wide``).
 
 Levels: every linear layer runs at level 1, on 2 limbs instead of 21: encoding its ~2,000 diagonals (an FFT,
-an RNS split and an NTT per limb each) dominates a block, and costs about half as much there as at level 4.
+an RNS split and an NTT per limb each) dominates a block, and the split and the NTTs scale with the limbs.
 A client refresh (``fhectl.circuits.refresh``) then re-encrypts the outputs at the level the next stage
 needs: 9 round trips per block in ``./dev demo`` (more when the deep circuits need a refresh inside), each
 of 1-5 ciphertexts. With bootstrapping instead of client refresh this trade would go the other way (a

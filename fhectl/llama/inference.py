@@ -65,7 +65,8 @@ class RunResult:
         return asdict(self)
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two arrays, flattened."""
     a, b = a.reshape(-1), b.reshape(-1)
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-300))
 
@@ -153,7 +154,7 @@ class EncryptedLlama:
                 ref = np.concatenate(refs)
                 err = float(np.max(np.abs(got - ref)))
                 scale = float(np.max(np.abs(ref)))
-                cos = min(_cosine(got[a:a + n], ref[a:a + n]) for a, n in zip(seg.starts, seg.lengths))
+                cos = min(cosine(got[a:a + n], ref[a:a + n]) for a, n in zip(seg.starts, seg.lengths))
                 result.layers.append(LayerReport(i, err, -math.log2(err / scale) if err > 0 else math.inf, cos,
                                                  seconds))
                 if on_layer is not None:

@@ -76,6 +76,13 @@ class DomainError(FhectlError):
     exit_code = 7
 
 
+class RefusedError(FhectlError):
+    """Refused for security: a signature missing or wrong, a share-safe decryption budget spent, or a
+    decryption error larger than share-safe decryption can hide."""
+
+    exit_code = 8
+
+
 class OutputExistsError(InputError, FileExistsError):
     """An output file or key version already exists and overwriting it was not allowed.
 

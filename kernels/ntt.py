@@ -40,10 +40,13 @@ def bit_reverse_permutation(n: int) -> np.ndarray:
 class NttTables:
     """Twiddle tables for a list of primes at one ring degree.
 
-    psi_rev[i, m + j]   = psi_i ** brv_N(m + j) style powers (see ``_powers_bitrev``),
+    psi_rev[i, j]       = psi_i ** brv(j) mod q_i, brv reversing log2(N) bits (``powers_mod`` permuted
+                          by ``bit_reverse_permutation``); the forward stage of m butterfly groups gives
+                          group g the twiddle psi_rev[i, m + g],
     psi_rev_shoup       = their Shoup words,
-    ipsi_rev / ipsi_rev_shoup: the same for psi^{-1},
+    ipsi_rev / ipsi_rev_shoup: the same for psi_i^{-1},
     n_inv / n_inv_shoup: N^{-1} mod q_i.
+    psi[i] is the primitive 2N-th root of unity psi_i of q_i (``primitive_root_2n``).
     """
 
     def __init__(self, moduli, ring_degree: int):

@@ -21,13 +21,12 @@ for its precision in bits.
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import asdict
 
 import numpy as np
 
-from fhectl.bench.timing import _quantile
+from fhectl.bench.timing import summarize
 from fhectl.ckks.backend_cuda import CudaBackend, LaunchConfig, cuda_available
 from fhectl.ckks.ciphertext import Ciphertext
 from fhectl.ckks.context import CKKSContext
@@ -42,9 +41,7 @@ GPU_OPS = ("ntt_per_limb", "hmult_relin_rescale", "rotate")
 
 
 def _summary(samples: list[float], warmup: int) -> dict:
-    s = sorted(samples)
-    return {"median_s": statistics.median(s), "p25_s": _quantile(s, 0.25), "p75_s": _quantile(s, 0.75),
-            "min_s": s[0], "max_s": s[-1], "repeats": len(s), "warmup": warmup, "samples_s": samples}
+    return summarize(samples, warmup).as_dict()  # the one timing summary of every suite
 
 
 def _cuda_time(cuda, fn, setup, repeat: int, warmup: int):
@@ -90,9 +87,8 @@ def time_gpu_ops(params: Parameters, repeat: int = 10, warmup: int = 2, launch: 
         raise ValueError("repeat must be >= 1 and warmup >= 0")
     from numba import cuda
 
-    cpu_ctx, gpu_ctx = CKKSContext(params, device="cpu"), CKKSContext(params, device="cuda")
-    if launch is not None:
-        gpu_ctx.backend = CudaBackend(gpu_ctx.tables, launch)
+    cpu_ctx = CKKSContext(params, device="cpu")
+    gpu_ctx = CKKSContext(params, backend_factory=lambda tables: CudaBackend(tables, launch))
     cpu, gpu = cpu_ctx.backend, gpu_ctx.backend
     kg = KeyGenerator(cpu_ctx)
     sk = kg.secret_key()

@@ -328,8 +328,7 @@ def trace(profile: str = PROFILE, level: int | None = None) -> dict:
     from fhectl.ckks.params import load_parameters
 
     params = load_parameters(profile)
-    ctx = CKKSContext(params, device="cpu")
-    ctx.backend = _tracing_backend(ctx.tables)
+    ctx = CKKSContext(params, backend_factory=_tracing_backend)
     n, nq, nk = params.ring_degree, len(params.moduli_q), len(params.moduli_p)
     level = nq - 1 if level is None else level
     dnum = len(params.digits(nq - 1))

@@ -77,7 +77,6 @@ from functools import cached_property
 
 import numpy as np
 
-from fhectl.bench.timing import measure
 from fhectl.ckks.precision import precision_bits
 from fhectl.errors import FhectlError, MissingKeyError, ParameterError, ScaleMismatchError
 
@@ -340,16 +339,17 @@ def _version() -> str | None:
         return None
 
 
-def time_openfhe_ops(params: OpenFHEParams, repeat: int = 5, warmup: int = 1, rotations_for_hoisting: int = 8,
-                     threads: int | None = None, seed: int | None = None) -> dict:
-    """The ``fhectl.bench.ops`` operations on OpenFHE, under the same names, timing and precision checks.
+def openfhe_ops(params: OpenFHEParams, rotations_for_hoisting: int = 8, threads: int | None = None,
+                seed: int | None = None):
+    """The ``fhectl.bench.ops`` operations on OpenFHE, under the same names, as an ``OpSet``.
 
-    Returns ``{"results": {name: entry}, "context": describe()}``. An entry holds
-    ``median_s, min_s, max_s, iqr_s, repeats, precision_bits, note`` and the full
-    ``timing`` (``Timing.as_dict()``, the shape the report uses). Every repeat
-    gets fresh random real inputs in [-1, 1), made outside the timed region;
-    the last result is decrypted and compared with float64 numpy.
+    Keys are generated here, outside anything timed. Every repeat gets fresh
+    random real inputs in [-1, 1), made in the untimed setup; each check
+    decrypts the last result and compares it with float64 numpy.
     """
+    from fhectl.bench.ops import Op, OpSet
+    from fhectl.bench.timing import Bench
+
     if rotations_for_hoisting < 1:
         raise ParameterError(f"rotations_for_hoisting = {rotations_for_hoisting}; must be >= 1")
     steps = tuple(range(1, rotations_for_hoisting + 1))
@@ -358,25 +358,21 @@ def time_openfhe_ops(params: OpenFHEParams, repeat: int = 5, warmup: int = 1, ro
     rng = np.random.default_rng(seed)  # benchmark data, not key material
     n = ctx.slots
     limbs = params.levels + 1
-    results: dict[str, dict] = {}
-    state: dict = {}
-
-    def record(name, timing, prec, note=None):
-        t = timing if isinstance(timing, dict) else timing.as_dict()
-        results[name] = {**{k: t[k] for k in ("median_s", "min_s", "max_s", "iqr_s", "repeats")},
-                         "precision_bits": prec, "note": note, "timing": t}
 
     def values():
         return rng.uniform(-1, 1, n)
 
-    def fresh():
-        state["x"] = values()
-        return state["x"]
-
-    def fresh_pair():
+    def pair():
         x, y = values(), values()
-        state["pair"] = (x, y)
-        return ctx.encrypt(x), ctx.encrypt(y)
+        return x, y, ctx.encrypt(x), ctx.encrypt(y)
+
+    def encrypted():
+        x = values()
+        return x, ctx.encrypt(x)
+
+    def product():
+        x, y, cx, cy = pair()
+        return x, y, ctx.mul_relin(cx, cy)
 
     # per-limb NTT: Plaintext.SetFormat(EVALUATION) runs the forward NTT of every limb of an encoded plaintext
     def coefficient_plaintext():
@@ -384,35 +380,44 @@ def time_openfhe_ops(params: OpenFHEParams, repeat: int = 5, warmup: int = 1, ro
         pt.SetFormat(ofhe.Format.COEFFICIENT)
         return pt
 
-    t, _ = measure(lambda pt: pt.SetFormat(ofhe.Format.EVALUATION), coefficient_plaintext, repeat, warmup)
-    per_limb = {k: (v / limbs if k.endswith("_s") else v) for k, v in t.as_dict().items() if k != "samples_s"}
-    per_limb["samples_s"] = [s / limbs for s in t.samples_s]
-    record("ntt_per_limb", per_limb, None,
-           f"Plaintext.SetFormat(EVALUATION): forward NTT of {limbs} limbs at N={params.ring_degree}, divided by {limbs}")
+    def prec(ct, want):
+        return precision_bits(ctx.decrypt(ct, n), want)
 
-    t, _ = measure(ctx.encode, values, repeat, warmup)
-    record("encode", t, None, "MakeCKKSPackedPlaintext from a float64 array")
+    k = len(steps)
+    ops = {
+        "ntt_per_limb": Op(Bench(lambda pt: pt.SetFormat(ofhe.Format.EVALUATION), coefficient_plaintext),
+                           note=f"Plaintext.SetFormat(EVALUATION): forward NTT of {limbs} limbs at "
+                                f"N={params.ring_degree}, divided by {limbs}", divisor=limbs),
+        "encode": Op(Bench(ctx.encode, values), note="MakeCKKSPackedPlaintext from a float64 array"),
+        "encrypt": Op(Bench(ctx.encrypt, values), lambda x, ct: prec(ct, x), "values to ciphertext, encoding included"),
+        "hmult_relin": Op(Bench(lambda p: ctx.mul_relin(p[2], p[3]), pair), lambda p, r: prec(r, p[0] * p[1]),
+                          "EvalMult (relinearized), not rescaled"),
+        "rescale": Op(Bench(lambda p: ctx.rescale(p[2]), product), lambda p, r: prec(r, p[0] * p[1]),
+                      "Rescale of a degree-2 product"),
+        "rotate": Op(Bench(lambda p: ctx.rotate(p[2], 1), pair), lambda p, r: prec(r, np.roll(p[0], -1)),
+                     "EvalRotate by 1"),
+        f"hoisted_rotations_{k}": Op(
+            Bench(lambda p: ctx.hoisted_rotations(p[2], steps), pair),
+            lambda p, r: min(prec(r[s], np.roll(p[0], -s)) for s in steps),
+            f"EvalFastRotationPrecompute + {k} EvalFastRotation, steps 1..{k}"),
+        "decrypt": Op(Bench(lambda p: ctx.decrypt(p[1], n), encrypted), lambda p, out: precision_bits(out, p[0]),
+                      "ciphertext to values, decoding included"),
+    }
+    return OpSet("openfhe", "cpu", ops, describe=ctx.describe)
 
-    t, ct = measure(ctx.encrypt, fresh, repeat, warmup)
-    record("encrypt", t, precision_bits(ctx.decrypt(ct, n), state["x"]), "values to ciphertext, encoding included")
 
-    t, prod = measure(lambda p: ctx.mul_relin(*p), fresh_pair, repeat, warmup)
-    x, y = state["pair"]
-    record("hmult_relin", t, precision_bits(ctx.decrypt(prod, n), x * y), "EvalMult (relinearized), not rescaled")
+def time_openfhe_ops(params: OpenFHEParams, repeat: int = 5, warmup: int = 1, rotations_for_hoisting: int = 8,
+                     threads: int | None = None, seed: int | None = None) -> dict:
+    """OpenFHE's operations timed on their own (no fhectl run beside them).
 
-    t, res = measure(ctx.rescale, lambda: ctx.mul_relin(*fresh_pair()), repeat, warmup)
-    x, y = state["pair"]
-    record("rescale", t, precision_bits(ctx.decrypt(res, n), x * y), "Rescale of a degree-2 product")
+    Returns ``{"results": {name: entry}, "context": describe()}``. An entry holds
+    ``median_s, min_s, max_s, iqr_s, repeats, precision_bits, note`` and the full
+    ``timing`` (``Timing.as_dict()``, the shape the report uses).
+    """
+    from fhectl.bench.ops import time_ops
 
-    t, rot = measure(lambda p: ctx.rotate(p[0], 1), fresh_pair, repeat, warmup)
-    record("rotate", t, precision_bits(ctx.decrypt(rot, n), np.roll(state["pair"][0], -1)), "EvalRotate by 1")
-
-    t, rots = measure(lambda p: ctx.hoisted_rotations(p[0], steps), fresh_pair, repeat, warmup)
-    x = state["pair"][0]
-    record(f"hoisted_rotations_{len(steps)}", t,
-           min(precision_bits(ctx.decrypt(rots[s], n), np.roll(x, -s)) for s in steps),
-           f"EvalFastRotationPrecompute + {len(steps)} EvalFastRotation, steps 1..{len(steps)}")
-
-    t, out = measure(lambda c: ctx.decrypt(c, n), lambda: ctx.encrypt(fresh()), repeat, warmup)
-    record("decrypt", t, precision_bits(out, state["x"]), "ciphertext to values, decoding included")
-    return {"results": results, "context": ctx.describe()}
+    opset = openfhe_ops(params, rotations_for_hoisting, threads, seed)
+    results = time_ops(opset, repeat, warmup)
+    for entry in results.values():
+        entry.update({k: entry["timing"][k] for k in ("median_s", "min_s", "max_s", "iqr_s", "repeats")})
+    return {"results": results, "context": opset.describe()}

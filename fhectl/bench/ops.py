@@ -1,15 +1,21 @@
-"""The `ops` suite for fhectl's engine: one CKKS operation at a time, with its precision.
+"""The `ops` suite: one CKKS operation at a time, with its precision, on fhectl's engine and on OpenFHE.
 
-Operation names are shared with ``openfhe_baseline`` so the two columns of a
-report line up. Every repeat runs on fresh random inputs (made outside the
-timed region); the last result is decrypted and compared with float64.
+Both implementations describe each operation the same way (``Op``): a setup
+that makes fresh random inputs (untimed), the operation (timed), and a check
+that decrypts the last result and compares it with float64. Operation names
+are shared with ``openfhe_baseline.openfhe_ops`` so the two columns of a
+report line up, and ``time_interleaved`` times the two implementations of
+each operation in alternating pairs (see ``fhectl.bench.timing.interleave``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
 import numpy as np
 
-from fhectl.bench.timing import measure
+from fhectl.bench.timing import Bench, interleave, measure_with_input, ratio_stats
 from fhectl.ckks.context import CKKSContext
 from fhectl.ckks.encryptor import Decryptor, Encryptor
 from fhectl.ckks.evaluator import Evaluator
@@ -21,8 +27,34 @@ OPS = ("ntt_per_limb", "encode", "encrypt", "hmult_relin", "rescale", "rotate", 
 HOISTED_STEPS = tuple(range(1, 9))
 
 
-def time_fhectl_ops(params: Parameters, repeat: int = 5, warmup: int = 1, device: str = "cpu", progress=None) -> dict:
-    """Median timings and precision of each operation in ``OPS`` on fhectl's engine."""
+def _no_check(arg: Any, result: Any) -> None:
+    return None
+
+
+@dataclass
+class Op:
+    """One operation to time: ``bench`` (setup untimed, run timed), ``check`` -> precision bits of the last run."""
+
+    bench: Bench
+    check: Callable[[Any, Any], float | None] = _no_check
+    note: str | None = None
+    divisor: int = 1  # the timing is reported per 1/divisor of the work (per limb of an NTT)
+
+
+@dataclass
+class OpSet:
+    """Every operation of one implementation, with what the report records beside the timings."""
+
+    impl: str
+    device: str
+    ops: dict[str, Op]
+    sizes: dict = field(default_factory=dict)
+    memory: Callable[[], Any] = lambda: None  # device memory report, where there is a device
+    describe: Callable[[], dict] = dict  # the implementation's own account of its context
+
+
+def fhectl_ops(params: Parameters, device: str = "cpu") -> OpSet:
+    """The operations of ``OPS`` on fhectl's engine; keys are made here, outside anything timed."""
     ctx = CKKSContext(params, device=device)
     be = ctx.backend
     kg = KeyGenerator(ctx)
@@ -33,9 +65,8 @@ def time_fhectl_ops(params: Parameters, repeat: int = 5, warmup: int = 1, device
     enc, dec, ev = Encryptor(ctx, pk), Decryptor(ctx, sk), Evaluator(ctx, rlk, gk)
     rng = np.random.default_rng()  # benchmark data, not key material
     slots = params.slots
-    top = params.max_level
-    rows = ctx.q_rows(top)
-    sync = getattr(be, "synchronize", lambda: None)
+    rows = ctx.q_rows(params.max_level)
+    sync = be.synchronize
 
     def values():
         # real data: OpenFHE's CKKS contexts are real by default, and the comparison uses the same data kind
@@ -45,84 +76,79 @@ def time_fhectl_ops(params: Parameters, repeat: int = 5, warmup: int = 1, device
         x, y = values(), values()
         return x, y, enc.encrypt(x), enc.encrypt(y)
 
-    results: dict[str, dict] = {}
-
-    def record(name, timing, prec=None, **extra):
-        results[name] = {"timing": timing.as_dict(), "precision_bits": prec, **extra}
-        if progress is not None:
-            progress(name)
-
-    # per-limb NTT: a forward transform of all L+1 limbs of one polynomial, divided by the limb count
     def ntt_input():
         host = np.stack([rng.integers(0, q, params.ring_degree, dtype=np.uint64) for q in params.moduli_q])[None]
         return be.to_device(host)
 
-    t, _ = measure(lambda a: be.ntt(a, rows), ntt_input, repeat, warmup, sync)
-    scaled = {k: (v / len(rows) if k.endswith("_s") else v) for k, v in t.as_dict().items() if k != "samples_s"}
-    scaled["samples_s"] = [s / len(rows) for s in t.samples_s]
-    results["ntt_per_limb"] = {
-        "timing": scaled,
-        "precision_bits": None,
-        "note": f"one forward NTT of {len(rows)} limbs at N={params.ring_degree}, divided by {len(rows)}",
-    }
-    if progress is not None:
-        progress("ntt_per_limb")
-
-    t, _ = measure(lambda x: enc.encoder.encode(x), values, repeat, warmup, sync)
-    record("encode", t)
-
-    state = {}
-
-    def fresh():
+    def encrypted():
         x = values()
-        state["x"] = x
-        return x
-
-    t, ct = measure(lambda x: enc.encrypt(x), fresh, repeat, warmup, sync)
-    record("encrypt", t, precision_bits(dec.decrypt(ct).real, state["x"]))
-
-    def fresh_pair():
-        p = pair()
-        state["pair"] = p
-        return p
-
-    t, prod = measure(lambda p: ev.mul(p[2], p[3]), fresh_pair, repeat, warmup, sync)
-    x, y = state["pair"][:2]
-    record("hmult_relin", t, precision_bits(dec.decrypt(prod).real, x * y))
+        return x, enc.encrypt(x)
 
     def product():
-        p = pair()
-        state["pair"] = p
-        return ev.mul(p[2], p[3])
+        x, y, cx, cy = pair()
+        return x, y, ev.mul(cx, cy)
 
-    t, res = measure(lambda c: ev.rescale(c), product, repeat, warmup, sync)
-    x, y = state["pair"][:2]
-    record("rescale", t, precision_bits(dec.decrypt(res).real, x * y))
+    def prec(got, want):
+        return precision_bits(dec.decrypt(got).real, want)
 
-    t, rot = measure(lambda p: ev.rotate(p[2], 1), fresh_pair, repeat, warmup, sync)
-    record("rotate", t, precision_bits(dec.decrypt(rot).real, np.roll(state["pair"][0], -1)))
-
-    t, rots = measure(lambda p: ev.rotate_hoisted(p[2], HOISTED_STEPS), fresh_pair, repeat, warmup, sync)
-    x = state["pair"][0]
-    record(
-        "hoisted_rotations_8",
-        t,
-        min(precision_bits(dec.decrypt(rots[s]).real, np.roll(x, -s)) for s in HOISTED_STEPS),
-        note="steps 1..8 sharing one decomposition",
-    )
-
-    def ciphertext():
-        x = values()
-        state["x"] = x
-        return enc.encrypt(x)
-
-    t, out = measure(lambda c: dec.decrypt(c).real, ciphertext, repeat, warmup, sync)
-    record("decrypt", t, precision_bits(out, state["x"]))
-
+    ops = {
+        "ntt_per_limb": Op(Bench(lambda a: be.ntt(a, rows), ntt_input, sync),
+                           note=f"one forward NTT of {len(rows)} limbs at N={params.ring_degree}, divided by "
+                                f"{len(rows)}", divisor=len(rows)),
+        "encode": Op(Bench(lambda x: enc.encoder.encode(x), values, sync)),
+        "encrypt": Op(Bench(lambda x: enc.encrypt(x), values, sync), lambda x, ct: prec(ct, x)),
+        "hmult_relin": Op(Bench(lambda p: ev.mul(p[2], p[3]), pair, sync), lambda p, r: prec(r, p[0] * p[1])),
+        "rescale": Op(Bench(lambda p: ev.rescale(p[2]), product, sync), lambda p, r: prec(r, p[0] * p[1])),
+        "rotate": Op(Bench(lambda p: ev.rotate(p[2], 1), pair, sync), lambda p, r: prec(r, np.roll(p[0], -1))),
+        "hoisted_rotations_8": Op(
+            Bench(lambda p: ev.rotate_hoisted(p[2], HOISTED_STEPS), pair, sync),
+            lambda p, r: min(prec(r[s], np.roll(p[0], -s)) for s in HOISTED_STEPS),
+            note="steps 1..8 sharing one decomposition"),
+        "decrypt": Op(Bench(lambda p: dec.decrypt(p[1]).real, encrypted, sync),
+                      lambda p, out: precision_bits(out, p[0])),
+    }
+    probe = enc.encrypt(values())
     sizes = {
-        "ciphertext_bytes_top_level": be.nbytes(ct.data),
+        "ciphertext_bytes_top_level": be.nbytes(probe.data),
         "relin_key_bytes": be.nbytes(rlk.data),
         "galois_key_bytes_each": be.nbytes(next(iter(gk.keys.values())).data),
     }
-    memory = getattr(be, "memory_report", lambda: None)()
-    return {"device": ctx.device, "results": results, "sizes": sizes, "device_memory": memory}
+    return OpSet("fhectl", ctx.device, ops, sizes, be.memory_report)
+
+
+def _entry(op: Op, timing, arg, result) -> dict:
+    t = timing.scaled(op.divisor) if op.divisor != 1 else timing
+    return {"timing": t.as_dict(), "precision_bits": op.check(arg, result), "note": op.note}
+
+
+def time_ops(opset: OpSet, repeat: int = 5, warmup: int = 1, progress=None) -> dict[str, dict]:
+    """Each operation of ``opset`` timed on its own: {name: {"timing", "precision_bits", "note"}}."""
+    results = {}
+    for name, op in opset.ops.items():
+        timing, arg, result = measure_with_input(op.bench.run, op.bench.setup, repeat, warmup, op.bench.sync)
+        results[name] = _entry(op, timing, arg, result)
+        if progress is not None:
+            progress(name)
+    return results
+
+
+def time_interleaved(ours: OpSet, base: OpSet, repeat: int = 5, warmup: int = 1, progress=None) -> dict[str, dict]:
+    """Operations present in both sets, timed in alternating pairs.
+
+    Returns {name: {"ours": entry, "base": entry, "ratio": RatioStats dict}};
+    the ratio is ours / base per pair (the divisors cancel when both sides
+    divide by the same limb count, and are applied per side otherwise).
+    """
+    results = {}
+    for name, op in ours.ops.items():
+        other = base.ops.get(name)
+        if other is None:
+            continue
+        (ta, arg_a, res_a), (tb, arg_b, res_b) = interleave(op.bench, other.bench, repeat, warmup)
+        a, b = _entry(op, ta, arg_a, res_a), _entry(other, tb, arg_b, res_b)
+        ratio = ratio_stats(a["timing"]["samples_s"], b["timing"]["samples_s"])
+        results[name] = {"ours": a, "base": b, "ratio": ratio.as_dict()}
+        if progress is not None:
+            progress(name)
+    return results
+

@@ -2,8 +2,8 @@
 
 Suites:
   ops     one CKKS operation at a time, fhectl and (with --baseline openfhe)
-          OpenFHE on identical parameters in the same run, so machine noise
-          hits both columns alike;
+          OpenFHE on identical parameters, timed interleaved (pairs of back-to-back
+          repeats, alternating order), so machine noise hits both columns alike;
   layers  the encrypted GPT-2 building blocks (four linear shapes, attention,
           softmax, GELU, LayerNorm) at each batch size (tokens per ciphertext);
   block   one whole encrypted GPT-2 block at each batch size.
@@ -11,18 +11,34 @@ Suites:
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
 from fhectl.bench import ops as ops_suite
 from fhectl.bench.environment import environment
+from fhectl.bench.estimate import Estimate, estimate
 from fhectl.bench.report import new_report, write_report
 from fhectl.bench.timing import peak_rss_bytes
 from fhectl.ckks.params import Parameters
 from fhectl.errors import FhectlError, InputError
 
 SUITES = ("ops", "layers", "block")
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15-minute load averages (runnable processes), where the system reports them.
+
+    Recorded because interleaving cancels load only to first order: fhectl's and OpenFHE's kernels respond
+    differently to sharing cores (measured on 2 cores: at a load average near 5, fhectl's decrypt went from 0.02
+    to 0.13-0.14 of OpenFHE's time, with a tight interval), so a ratio measured on a busy machine is flagged.
+    """
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def openfhe_params_for(params: Parameters):
@@ -40,54 +56,80 @@ def openfhe_params_for(params: Parameters):
     )
 
 
+def _ops_result(name: str, impl: str, device: str, entry: dict) -> dict:
+    return {"suite": "ops", "name": name, "impl": impl, "batch_size": None, "device": device,
+            "timing": entry["timing"], "precision_bits": entry.get("precision_bits"), "tokens_per_s": None,
+            "counters": {}, "levels_used": None, "note": entry.get("note")}
+
+
 def run_ops(report: dict, params: Parameters, device: str, baseline: str | None, repeat: int, warmup: int,
             tick: Callable[[str], None]) -> None:
-    ours = ops_suite.time_fhectl_ops(params, repeat=repeat, warmup=warmup, device=device,
-                                     progress=lambda name: tick(f"fhectl {name}"))
-    for name, res in ours["results"].items():
-        report["results"].append({"suite": "ops", "name": name, "impl": "fhectl", "batch_size": None,
-                                  "device": ours["device"], "timing": res["timing"],
-                                  "precision_bits": res.get("precision_bits"), "tokens_per_s": None,
-                                  "counters": {}, "levels_used": None, "note": res.get("note")})
-    report["sizes"].update({f"fhectl_{k}": v for k, v in ours["sizes"].items()})
-    if ours.get("device_memory"):
-        report["memory"]["device"] = ours["device_memory"]
+    """fhectl's operations, and with ``baseline == "openfhe"`` OpenFHE's, timed interleaved in pairs."""
+    ours = ops_suite.fhectl_ops(params, device)
+    report["sizes"].update({f"fhectl_{k}": v for k, v in ours.sizes.items()})
     if baseline == "openfhe":
         try:
-            from fhectl.bench.openfhe_baseline import time_openfhe_ops
+            from fhectl.bench.openfhe_baseline import openfhe_ops
         except ImportError as exc:
             raise FhectlError(f"--baseline openfhe: the OpenFHE baseline cannot be imported ({exc})") from None
-        base = time_openfhe_ops(openfhe_params_for(params), repeat=repeat, warmup=warmup)
-        for name, res in base["results"].items():
-            report["results"].append({"suite": "ops", "name": name, "impl": "openfhe", "batch_size": None,
-                                      "device": "cpu", "timing": res["timing"],
-                                      "precision_bits": res.get("precision_bits"), "tokens_per_s": None,
-                                      "counters": {}, "levels_used": None, "note": res.get("note")})
-            tick(f"openfhe {name}")
-        report["environment"]["openfhe"] = base.get("context", {})
+        base = openfhe_ops(openfhe_params_for(params))
+        timed = ops_suite.time_interleaved(ours, base, repeat, warmup, progress=lambda n: tick(f"fhectl + openfhe {n}"))
+        for name, res in timed.items():
+            mine = _ops_result(name, "fhectl", ours.device, res["ours"])
+            mine["ratio_to_baseline"] = res["ratio"]
+            report["results"] += [mine, _ops_result(name, "openfhe", base.device, res["base"])]
+        report["environment"]["openfhe"] = base.describe()
+        report["config"]["interleaved"] = True
+    else:
+        for name, entry in ops_suite.time_ops(ours, repeat, warmup, progress=lambda n: tick(f"fhectl {n}")).items():
+            report["results"].append(_ops_result(name, "fhectl", ours.device, entry))
+    memory = ours.memory()
+    if memory:
+        report["memory"]["device"] = memory
 
 
 def run_encrypted_gpt2(report: dict, params: Parameters, suites: list[str], batch_sizes: list[int], device: str,
                        repeat: int, warmup: int, tick: Callable[[str], None], model_config=None) -> None:
-    from fhectl.gpt2 import bench_suite
+    from fhectl.bench import gpt2_suite
 
-    for result in bench_suite.run(params, suites, batch_sizes, device=device, repeat=repeat, warmup=warmup,
-                                  tick=tick, model_config=model_config):
+    for result in gpt2_suite.run(params, suites, batch_sizes, device=device, repeat=repeat, warmup=warmup,
+                                 tick=tick, model_config=model_config):
         report["results"].append(result)
 
 
-def run_benchmarks(params: Parameters, suites: list[str], batch_sizes: list[int], device: str,
-                   baseline: str | None, repeat: int, warmup: int, out_root: Path,
-                   tick: Callable[[str], None] = lambda s: None, model_config=None) -> Path:
+def check_arguments(params: Parameters, suites: list[str], batch_sizes: list[int], repeat: int, warmup: int,
+                    model_config=None) -> None:
+    """Everything that can be refused before minutes of work, refused with one message."""
     unknown = [s for s in suites if s not in SUITES]
     if unknown:
         raise InputError(f"unknown suite(s) {', '.join(unknown)}; choose from {', '.join(SUITES)}")
     if repeat < 1 or warmup < 0:
         raise InputError("--repeat must be >= 1 and warm-up >= 0")
+    if any(s in suites for s in ("layers", "block")):
+        from fhectl.bench.gpt2_suite import check_batch_sizes
+        from fhectl.gpt2.config import GPT2Config
+
+        check_batch_sizes(params, model_config or GPT2Config.gpt2_small(), batch_sizes)
+
+
+def estimate_run(params: Parameters, suites: list[str], batch_sizes: list[int], repeat: int, warmup: int,
+                 baseline: str | None, model_config=None) -> Estimate:
+    n_embd = model_config.n_embd if model_config is not None else None
+    return estimate(params, suites, batch_sizes, repeat, warmup, baseline, n_embd)
+
+
+def run_benchmarks(params: Parameters, suites: list[str], batch_sizes: list[int], device: str,
+                   baseline: str | None, repeat: int, warmup: int, out_root: Path,
+                   tick: Callable[[str], None] = lambda s: None, model_config=None) -> Path:
+    check_arguments(params, suites, batch_sizes, repeat, warmup, model_config)
+    cost = estimate_run(params, suites, batch_sizes, repeat, warmup, baseline, model_config)
     env = environment()
     config = {"suites": suites, "batch_sizes": batch_sizes, "repeat": repeat, "warmup": warmup, "device": device,
-              "baseline": baseline, "randomness": "OS CSPRNG for keys and encryption; numpy default_rng for data"}
+              "baseline": baseline, "interleaved": False, "estimate": cost.describe(),
+              "randomness": "OS CSPRNG for keys and encryption; numpy default_rng for data"}
     report = new_report(sys.argv, env, params.describe(), config)
+    report["config"]["load_before"] = load_average()
+    start = time.perf_counter()
     if "ops" in suites:
         run_ops(report, params, device, baseline, repeat, warmup, tick)
     gpt2_suites = [s for s in suites if s in ("layers", "block")]
@@ -95,5 +137,7 @@ def run_benchmarks(params: Parameters, suites: list[str], batch_sizes: list[int]
         run_encrypted_gpt2(report, params, gpt2_suites, batch_sizes, device, repeat, warmup, tick, model_config)
     devices = {r["device"] for r in report["results"] if r["impl"] == "fhectl"}
     report["config"]["device"] = "+".join(sorted(devices)) or device
+    report["config"]["wall_s"] = time.perf_counter() - start
+    report["config"]["load_after"] = load_average()
     report["memory"]["peak_rss_bytes"] = peak_rss_bytes()
     return write_report(report, out_root)

@@ -2,8 +2,11 @@
 
 Each approximation has a plaintext version (``eval_plain``, the float64 computation the circuit performs)
 beside the homomorphic one (``evaluate(evaluator, ct)``), the exact function (``reference``), its measured
-error on the domain and its level cost (``depth()``). Domains are parameters: they come from plaintext
-calibration runs, which call ``check_domain`` (raising DomainError) on what they see.
+error on the domain and its level cost (``depth()``): the ``fhectl.circuits.protocols.Approximation``
+interface. ``Exp``, ``Inverse`` and ``InverseSqrt`` are all a Chebyshev interpolant refined by a fixed
+circuit (squarings, Goldschmidt or Newton steps); ``InterpolantApproximation`` holds what they share: the
+domain, the reference, the error, the level cost and the level check. Domains are parameters: they come
+from plaintext calibration runs, which call ``check_domain`` (raising DomainError) on what they see.
 
 Level costs (D(p) = ceil(log2(deg p + 1)) + 1 for a series of degree >= 2 on an interval other than
 [-1, 1], see ``polynomial.depth``):
@@ -64,6 +67,68 @@ def _check_positive(a: float, b: float, what: str) -> None:
         raise InputError(f"{what} needs a domain 0 < a < b, got [{a}, {b}]")
 
 
+class InterpolantApproximation:
+    """A Chebyshev interpolant followed by a refinement circuit: the shared half of ``Exp``, ``Inverse`` and
+    ``InverseSqrt`` (each a frozen dataclass with a ``name`` field).
+
+    A subclass names the interpolant the circuit starts from (``interpolant``), the exact function
+    (``function``, on float64 arrays), what its refinement costs (``refinement``), its ``eval_plain`` and
+    its ``evaluate``; the domain, ``reference``, ``max_error``, ``depth``, ``cost``, ``check_domain`` and the
+    level check at the top of ``evaluate`` (``_target_scale``) come from here.
+    """
+
+    name: str
+
+    @staticmethod
+    def function(x: np.ndarray) -> np.ndarray:
+        """The exact function on a float64 array."""
+        raise NotImplementedError
+
+    @property
+    def interpolant(self) -> ChebyshevPoly:
+        """The Chebyshev series the circuit evaluates first, on the approximation's domain."""
+        raise NotImplementedError
+
+    def refinement(self) -> tuple[str, int, int, int]:
+        """(what the refinement repeats, how many times, levels it uses, ciphertext products it costs)."""
+        raise NotImplementedError
+
+    def _error_points(self) -> np.ndarray:
+        """Where ``max_error`` is measured: a dense grid of the (positive) domain, log-spaced and Chebyshev."""
+        return _positive_grid(*self.domain)
+
+    @property
+    def domain(self) -> tuple[float, float]:
+        return self.interpolant.domain
+
+    @classmethod
+    def reference(cls, x):
+        return cls.function(np.asarray(x, dtype=np.float64))
+
+    def depth(self) -> int:
+        return self.interpolant.depth() + self.refinement()[2]
+
+    def cost(self) -> dict:
+        what, count, _, products = self.refinement()
+        c = self.interpolant.cost()
+        return {"depth": self.depth(), "ct_mults": c["ct_mults"] + products, "degree": c["degree"], what: count}
+
+    @property
+    def max_error(self) -> float:
+        """max |eval_plain(x) - reference(x)| on the domain (measured on ``_error_points``)."""
+        x = self._error_points()
+        return float(np.max(np.abs(self.eval_plain(x) - self.reference(x))))
+
+    def check_domain(self, values) -> None:
+        check_domain(values, *self.domain, self.name)
+
+    def _target_scale(self, ct, target_scale: float | None) -> float:
+        """The output scale ``evaluate`` must land on (default: the input's); LevelError when ``ct`` is too low."""
+        if ct.level < self.depth():
+            raise LevelError(f"{self.name} needs {self.depth()} levels, the ciphertext is at level {ct.level}")
+        return ct.scale if target_scale is None else float(target_scale)
+
+
 # -- GELU ------------------------------------------------------------------------------------------------
 
 
@@ -78,20 +143,24 @@ def gelu(a: float, b: float, degree: int | None = None, tol: float = 2.0**-12) -
 
 
 @dataclass(frozen=True)
-class Exp:
+class Exp(InterpolantApproximation):
     """exp(x) on [a, b] as p(x)^(2^squarings), p the interpolant of exp(x / 2^squarings)."""
 
     poly: ChebyshevPoly
     squarings: int
     name: str = "exp"
 
-    @property
-    def domain(self) -> tuple[float, float]:
-        return self.poly.domain
+    function = staticmethod(np.exp)
 
-    @staticmethod
-    def reference(x):
-        return np.exp(np.asarray(x, dtype=np.float64))
+    @property
+    def interpolant(self) -> ChebyshevPoly:
+        return self.poly
+
+    def refinement(self) -> tuple[str, int, int, int]:
+        return "squarings", self.squarings, self.squarings, self.squarings  # one level and product each
+
+    def _error_points(self) -> np.ndarray:
+        return error_grid(*self.domain, self.poly.degree)
 
     def eval_plain(self, x):
         y = self.poly.eval_plain(x)
@@ -99,27 +168,9 @@ class Exp:
             y = y * y
         return y
 
-    def depth(self) -> int:
-        return self.poly.depth() + self.squarings
-
-    def cost(self) -> dict:
-        c = self.poly.cost()
-        return {"depth": self.depth(), "ct_mults": c["ct_mults"] + self.squarings, "degree": c["degree"],
-                "squarings": self.squarings}
-
-    @property
-    def max_error(self) -> float:
-        x = error_grid(*self.domain, self.poly.degree)
-        return float(np.max(np.abs(self.eval_plain(x) - self.reference(x))))
-
-    def check_domain(self, values) -> None:
-        check_domain(values, *self.domain, self.name)
-
     def evaluate(self, evaluator, ct, target_scale: float | None = None):
         ev = evaluator
-        if ct.level < self.depth():
-            raise LevelError(f"{self.name} needs {self.depth()} levels, the ciphertext is at level {ct.level}")
-        target = ct.scale if target_scale is None else float(target_scale)
+        target = self._target_scale(ct, target_scale)
         # Scale of p so that r squarings, each rescaled by the prime of its level, end exactly on target.
         q = ev.ctx.params.moduli_q
         level0 = ct.level - self.poly.depth()
@@ -173,20 +224,24 @@ def inverse_seed_residual(a: float, b: float, degree: int) -> float:
 
 
 @dataclass(frozen=True)
-class Inverse:
+class Inverse(InterpolantApproximation):
     """1/x on [a, b]: interpolant seed y0, then ``steps`` Goldschmidt steps."""
 
     seed: ChebyshevPoly
     steps: int
     name: str = "inverse"
 
-    @property
-    def domain(self) -> tuple[float, float]:
-        return self.seed.domain
-
     @staticmethod
-    def reference(x):
-        return 1.0 / np.asarray(x, dtype=np.float64)
+    def function(x: np.ndarray) -> np.ndarray:
+        return 1.0 / x
+
+    @property
+    def interpolant(self) -> ChebyshevPoly:
+        return self.seed
+
+    def refinement(self) -> tuple[str, int, int, int]:
+        # e0 = 1 - x y0 costs a level, then each step one level (y and e advance in parallel), two products
+        return "steps", self.steps, (1 + self.steps if self.steps else 0), 2 * self.steps
 
     def eval_plain(self, x):
         x = np.asarray(x, dtype=np.float64)
@@ -197,33 +252,15 @@ class Inverse:
             e = e * e
         return y
 
-    def depth(self) -> int:
-        return self.seed.depth() + (1 + self.steps if self.steps else 0)
-
-    def cost(self) -> dict:
-        c = self.seed.cost()
-        return {"depth": self.depth(), "ct_mults": c["ct_mults"] + 2 * self.steps, "degree": c["degree"],
-                "steps": self.steps}
-
     @property
     def max_rel_error(self) -> float:
         """max |x y - 1| on the domain."""
-        x = _positive_grid(*self.domain)
+        x = self._error_points()
         return float(np.max(np.abs(x * self.eval_plain(x) - 1.0)))
-
-    @property
-    def max_error(self) -> float:
-        x = _positive_grid(*self.domain)
-        return float(np.max(np.abs(self.eval_plain(x) - self.reference(x))))
-
-    def check_domain(self, values) -> None:
-        check_domain(values, *self.domain, self.name)
 
     def evaluate(self, evaluator, ct, target_scale: float | None = None):
         ev = evaluator
-        if ct.level < self.depth():
-            raise LevelError(f"{self.name} needs {self.depth()} levels, the ciphertext is at level {ct.level}")
-        target = ct.scale if target_scale is None else float(target_scale)
+        target = self._target_scale(ct, target_scale)
         if self.steps == 0:
             return polynomial.evaluate(ev, ct, self.seed, target_scale=target)
         q = ev.ctx.params.moduli_q
@@ -276,20 +313,23 @@ def inverse(a: float, b: float, tol: float = 2.0**-20, max_seed_degree: int = 12
 
 
 @dataclass(frozen=True)
-class InverseSqrt:
+class InverseSqrt(InterpolantApproximation):
     """1/sqrt(x) on [a, b]: interpolant seed y0, then ``steps`` Newton steps y' = 1.5 y - 0.5 x y^3."""
 
     seed: ChebyshevPoly
     steps: int
     name: str = "inverse_sqrt"
 
-    @property
-    def domain(self) -> tuple[float, float]:
-        return self.seed.domain
-
     @staticmethod
-    def reference(x):
-        return 1.0 / np.sqrt(np.asarray(x, dtype=np.float64))
+    def function(x: np.ndarray) -> np.ndarray:
+        return 1.0 / np.sqrt(x)
+
+    @property
+    def interpolant(self) -> ChebyshevPoly:
+        return self.seed
+
+    def refinement(self) -> tuple[str, int, int, int]:
+        return "steps", self.steps, 2 * self.steps, 3 * self.steps  # y^2, (w y), (w y) y^2: two levels
 
     def eval_plain(self, x):
         x = np.asarray(x, dtype=np.float64)
@@ -298,33 +338,15 @@ class InverseSqrt:
             y = 1.5 * y + (-0.5 * x * y) * (y * y)
         return y
 
-    def depth(self) -> int:
-        return self.seed.depth() + 2 * self.steps
-
-    def cost(self) -> dict:
-        c = self.seed.cost()
-        return {"depth": self.depth(), "ct_mults": c["ct_mults"] + 3 * self.steps, "degree": c["degree"],
-                "steps": self.steps}
-
     @property
     def max_rel_error(self) -> float:
         """max |y sqrt(x) - 1| on the domain."""
-        x = _positive_grid(*self.domain)
+        x = self._error_points()
         return float(np.max(np.abs(self.eval_plain(x) * np.sqrt(x) - 1.0)))
-
-    @property
-    def max_error(self) -> float:
-        x = _positive_grid(*self.domain)
-        return float(np.max(np.abs(self.eval_plain(x) - self.reference(x))))
-
-    def check_domain(self, values) -> None:
-        check_domain(values, *self.domain, self.name)
 
     def evaluate(self, evaluator, ct, target_scale: float | None = None):
         ev = evaluator
-        if ct.level < self.depth():
-            raise LevelError(f"{self.name} needs {self.depth()} levels, the ciphertext is at level {ct.level}")
-        target = ct.scale if target_scale is None else float(target_scale)
+        target = self._target_scale(ct, target_scale)
         q = ev.ctx.params.moduli_q
         y = polynomial.evaluate(ev, ct, self.seed, target_scale=target)
         for _ in range(self.steps):
@@ -365,6 +387,7 @@ def inverse_sqrt(a: float, b: float, tol: float = 2.0**-20, max_seed_degree: int
 
 __all__ = [
     "Exp",
+    "InterpolantApproximation",
     "Inverse",
     "InverseSqrt",
     "check_domain",

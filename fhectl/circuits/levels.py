@@ -6,7 +6,8 @@ carry only a level and a scale. It repeats the evaluator's bookkeeping float
 for float: a product multiplies scales, ``rescale`` divides by the top prime
 q_l of the real chain, ``mul_const`` encodes at q_l (or at target * q_l /
 scale), additions check scales with the same tolerance and raise the same
-errors. It keeps the same counters (ct_mults, rescales, rotations,
+errors: both call the rules of ``fhectl.ckks.bookkeeping``, so they cannot
+drift apart. It keeps the same counters (ct_mults, rescales, rotations,
 key_switch) and records every rotation step it was asked for. So the circuits
 of this package (polynomials, approximations, linear transforms) run on it
 unchanged and predict, in microseconds, the level, scale and key-switch count
@@ -29,15 +30,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from numbers import Number
 from typing import Callable
 
 import numpy as np
 
-from fhectl.ckks.evaluator import SCALE_TOLERANCE
+from fhectl.ckks import bookkeeping as bk
 from fhectl.ckks.params import Parameters
 from fhectl.circuits.polynomial import ChebyshevPoly, evaluate as evaluate_poly
-from fhectl.errors import InputError, LevelError, ScaleMismatchError
+from fhectl.circuits.protocols import Approximation
+from fhectl.errors import InputError, LevelError
 
 
 # -- the simulated evaluator ----------------------------------------------------------------------
@@ -107,44 +108,31 @@ class SimEvaluator:
 
     # -- levels ---------------------------------------------------------------------------------
     def drop_level(self, ct: SimCiphertext, level: int) -> SimCiphertext:
-        if level > ct.level:
-            raise LevelError(f"cannot raise a ciphertext from level {ct.level} to {level} (that needs bootstrapping)")
-        if level < 0:
-            raise LevelError(f"level {level} is below 0")
+        bk.check_drop(ct.level, level)
         return ct if level == ct.level else SimCiphertext(level, ct.scale, ct.slots, ct.size)
 
     def rescale(self, ct: SimCiphertext) -> SimCiphertext:
-        if ct.level == 0:
-            raise LevelError("the modulus chain is exhausted: cannot rescale a level-0 ciphertext")
+        scale = bk.rescaled_scale(ct.level, ct.scale, self.params.moduli_q)
         self.counters["rescales"] += 1
-        return SimCiphertext(ct.level - 1, ct.scale / self.params.moduli_q[ct.level], ct.slots, ct.size)
+        return SimCiphertext(ct.level - 1, scale, ct.slots, ct.size)
 
     def mul_rescale(self, a, b):
         return self.rescale(self.mul(a, b))
 
     # -- additions ------------------------------------------------------------------------------
-    @staticmethod
-    def _check_scales(sa: float, sb: float, what: str) -> None:
-        if abs(sa / sb - 1.0) > SCALE_TOLERANCE:
-            raise ScaleMismatchError(
-                f"{what}: scales differ (2^{math.log2(sa):.4f} vs 2^{math.log2(sb):.4f}); "
-                "rescale or multiply one operand so the scales match"
-            )
-
     def _add_sub(self, a: SimCiphertext, b, name: str) -> SimCiphertext:
         if isinstance(b, SimCiphertext):
             level = min(a.level, b.level)
-            self._check_scales(a.scale, b.scale, name)
-            if a.size != b.size:
-                raise InputError(f"{name}: ciphertext sizes differ ({a.size} and {b.size}); relinearize first")
+            bk.check_scales(a.scale, b.scale, name)
+            bk.check_same_size(a.size, b.size, name)
             return SimCiphertext(level, a.scale, a.slots, a.size)
         if isinstance(b, SimPlaintext):
-            self._check_scales(a.scale, b.scale, name)
-            if b.level < a.level:
-                raise LevelError(f"plaintext is at level {b.level}, below the ciphertext's level {a.level}: "
-                                 "encode it higher")
+            bk.check_scales(a.scale, b.scale, name)
+            bk.check_plain_level(b.level, a.level)
             return SimCiphertext(a.level, a.scale, a.slots, a.size)
-        if isinstance(b, Number) and not isinstance(b, bool):
+        if bk.is_constant(b):
+            if not (isinstance(b, complex) and b.imag != 0):  # a complex constant is encoded, as a plaintext
+                bk.check_constant(b, name)
             return SimCiphertext(a.level, a.scale, a.slots, a.size)
         raise InputError(f"{name}: unsupported operand type {type(b).__name__}")
 
@@ -160,17 +148,14 @@ class SimEvaluator:
     # -- products -------------------------------------------------------------------------------
     def mul(self, a: SimCiphertext, b, relinearize: bool = True):
         if isinstance(b, SimCiphertext):
-            if a.size != 2 or b.size != 2:
-                raise InputError("mul: both ciphertexts must be relinearized (size 2)")
+            bk.check_product_sizes(a.size, b.size)
             self.counters["ct_mults"] += 1
             prod = SimCiphertext(min(a.level, b.level), a.scale * b.scale, a.slots, 3)
             return self.relinearize(prod) if relinearize else prod
         if isinstance(b, SimPlaintext):
-            if b.level < a.level:
-                raise LevelError(f"plaintext is at level {b.level}, below the ciphertext's level {a.level}: "
-                                 "encode it higher")
+            bk.check_plain_level(b.level, a.level)
             return SimCiphertext(a.level, a.scale * b.scale, a.slots, a.size)
-        if isinstance(b, Number) and not isinstance(b, (bool, complex)):
+        if bk.is_real_constant(b):
             return self.mul_const(a, float(b))
         raise InputError(f"mul: unsupported operand type {type(b).__name__}")
 
@@ -187,40 +172,32 @@ class SimEvaluator:
         return SimCiphertext(a.level, a.scale, a.slots, a.size)
 
     def mul_const(self, a: SimCiphertext, c: float, target_scale: float | None = None) -> SimCiphertext:
-        if not math.isfinite(c):
-            raise InputError(f"mul: constant {c} is not finite")
-        if a.level == 0:
-            raise LevelError("mul by a constant needs a level to rescale afterwards; ciphertext is at level 0")
-        q_top = self.params.moduli_q[a.level]
-        const_scale = q_top if target_scale is None else target_scale * q_top / a.scale
-        if not 1.0 <= const_scale < 2.0**62:
-            raise ScaleMismatchError(f"mul: target scale 2^{math.log2(target_scale):.2f} is out of reach from "
-                                     f"2^{math.log2(a.scale):.2f} at level {a.level}")
+        const_scale = bk.const_scale(c, a.level, a.scale, self.params.moduli_q, target_scale)
         return SimCiphertext(a.level, a.scale * const_scale, a.slots, a.size)
 
     def mul_values(self, a: SimCiphertext, values) -> SimCiphertext:
-        if a.level == 0:
-            raise LevelError("mul by a plaintext vector needs a level to rescale afterwards; ciphertext is at level 0")
-        return self.mul(a, self.encoder.encode(values, level=a.level, scale=self.params.moduli_q[a.level]))
+        scale = bk.values_scale(a.level, self.params.moduli_q)
+        return self.mul(a, self.encoder.encode(values, level=a.level, scale=scale))
 
     # -- rotations ------------------------------------------------------------------------------
     def _rotation(self, ct: SimCiphertext, step: int) -> SimCiphertext:
-        if ct.size != 2:
-            raise InputError("rotation: relinearize first")
         s = int(step) % self.params.slots
-        if s:
+        if s:  # a zero step is a copy, of any size
+            bk.check_relinearized(ct.size, f"rotation by {s}")
             self.rotation_steps.add(s)
             self.counters["rotations"] += 1
             self.counters["key_switch"] += 1
-        return SimCiphertext(ct.level, ct.scale, ct.slots, 2)
+        return SimCiphertext(ct.level, ct.scale, ct.slots, ct.size)
 
     def rotate(self, ct: SimCiphertext, step: int) -> SimCiphertext:
         return self._rotation(ct, step)
 
     def rotate_hoisted(self, ct: SimCiphertext, steps) -> dict[int, SimCiphertext]:
+        bk.check_relinearized(ct.size, "rotate_hoisted")
         return {int(s): self._rotation(ct, s) for s in steps}
 
     def conjugate(self, ct: SimCiphertext) -> SimCiphertext:
+        bk.check_relinearized(ct.size, "conjugation")
         self.counters["key_switch"] += 1
         return SimCiphertext(ct.level, ct.scale, ct.slots, ct.size)
 
@@ -279,9 +256,9 @@ class Poly:
 
 @dataclass(frozen=True)
 class Approx:
-    """Any approximation of ``fhectl.circuits.approximations`` (anything with ``evaluate(ev, ct)``)."""
+    """Any ``fhectl.circuits.protocols.Approximation`` (Exp, Inverse, InverseSqrt, the wide circuits)."""
 
-    approx: object
+    approx: Approximation
     name: str = ""
 
     def run(self, ev, ct):

@@ -25,18 +25,41 @@ class Refresher(Protocol):
 
 @runtime_checkable
 class Approximation(Protocol):
-    max_error: float
+    """A nonlinear function on a calibrated domain, as a circuit: see the module docstring.
+
+    ``approximations.InterpolantApproximation`` implements everything but ``eval_plain`` and ``evaluate``
+    for the circuits that are an interpolant plus a refinement (Exp, Inverse, InverseSqrt).
+    """
+
+    name: str  # names the circuit in plans, errors and refresh stages
+
+    @property
+    def max_error(self) -> float:
+        """max |eval_plain(x) - reference(x)| measured on a dense grid of the domain (or a proven bound)."""
+        ...
 
     @property
     def domain(self) -> tuple[float, float]: ...
 
-    def reference(self, x): ...
+    def reference(self, x):
+        """The exact function, float64."""
+        ...
 
-    def eval_plain(self, x): ...
+    def eval_plain(self, x):
+        """The float64 computation the circuit performs, operation for operation."""
+        ...
 
-    def evaluate(self, evaluator, ct, *args, **kwargs): ...
+    def evaluate(self, evaluator, ct, *args, **kwargs):
+        """The circuit on a ciphertext, through ``evaluator`` (the real one or the level simulator)."""
+        ...
 
-    def depth(self) -> int: ...
+    def depth(self) -> int:
+        """Levels ``evaluate`` uses."""
+        ...
+
+    def check_domain(self, values) -> None:
+        """DomainError when a plaintext value lies outside ``domain`` (calibration runs call it)."""
+        ...
 
 
 def ensure_levels(cts: list, levels: int, stage: str, refresh: Refresher | None) -> list:

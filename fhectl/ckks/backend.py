@@ -11,6 +11,10 @@ is an int64 array naming, for each limb, its row in the ring tables: the
 primes of Q come first (rows 0..L_max), then the special primes of P. A
 ciphertext at level l has rows 0..l; an extended key-switching polynomial has
 rows 0..l followed by the P rows.
+
+``Backend`` declares what every backend owes the scheme code; a context is
+built on one (``CKKSContext(params, device=...)`` or ``backend_factory=``)
+and keeps it for its lifetime.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import ctypes
 import os
 import sys
 from functools import lru_cache
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -103,6 +108,90 @@ def _keep_freed_memory_for_reuse() -> None:
         pass
 
 
+@runtime_checkable
+class Backend(Protocol):
+    """The polynomial arithmetic the scheme code calls: what ``CpuBackend`` and ``CudaBackend`` both provide.
+
+    Arrays are the backend's own (numpy on the CPU, device arrays on CUDA) and (B, L, N) uint64; ``rows``
+    names each limb's row in the ring tables. Operations write into ``out`` (which may alias an input
+    where the CPU kernels allow it) and return None. ``float_to_rns`` / ``rns_to_float`` take and return
+    host arrays on every backend: encoding and decoding run on the host.
+    """
+
+    name: str  # "cpu", "cuda": what ``CKKSContext.device`` reports
+
+    # -- memory
+    def to_device(self, host: np.ndarray): ...
+
+    def to_host(self, arr) -> np.ndarray: ...
+
+    def empty(self, shape): ...
+
+    def zeros(self, shape): ...
+
+    def copy(self, arr): ...
+
+    def assign(self, dst, src) -> None: ...
+
+    def limbs(self, arr, start: int, stop: int): ...
+
+    def polys(self, arr, start: int, stop: int): ...
+
+    def concat_limbs(self, parts): ...
+
+    def stack_polys(self, parts): ...
+
+    def stack_new_axis(self, parts): ...
+
+    def nbytes(self, arr) -> int: ...
+
+    def synchronize(self) -> None:
+        """Wait until every operation issued so far has finished (a no-op where operations are synchronous)."""
+        ...
+
+    def memory_report(self) -> dict | None:
+        """Device memory counters (see ``CudaBackend.memory_report``), or None where there is no device memory."""
+        ...
+
+    # -- transforms
+    def ntt(self, a, rows) -> None: ...
+
+    def intt(self, a, rows) -> None: ...
+
+    # -- element-wise
+    def add(self, a, b, out, rows) -> None: ...
+
+    def sub(self, a, b, out, rows) -> None: ...
+
+    def neg(self, a, out, rows) -> None: ...
+
+    def mul(self, a, b, out, rows) -> None: ...
+
+    def mul_accumulate(self, acc, a, b, rows) -> None: ...
+
+    def tensor(self, a, b, out, rows) -> None: ...
+
+    def mul_scalar(self, a, out, rows, values: list[int]) -> None: ...
+
+    def add_scalar(self, a, out, rows, values: list[int]) -> None: ...
+
+    def keyswitch_inner_product(self, ext, key, out, rows, galois_element: int = 1) -> None: ...
+
+    def automorphism(self, a, out, galois_element: int) -> None: ...
+
+    # -- RNS
+    def basis_convert(self, x, out, source_rows, target_rows) -> None: ...
+
+    def sub_and_scale(self, a, b, out, rows, values: list[int]) -> None: ...
+
+    def rescale_prepare(self, last, out, last_row: int, rows) -> None: ...
+
+    # -- host conversions
+    def float_to_rns(self, values: np.ndarray, rows) -> np.ndarray: ...
+
+    def rns_to_float(self, x: np.ndarray, rows) -> np.ndarray: ...
+
+
 class CpuBackend:
     """Numba @njit kernels on numpy arrays (the reference backend)."""
 
@@ -146,6 +235,13 @@ class CpuBackend:
 
     def nbytes(self, arr) -> int:
         return int(arr.nbytes)
+
+    def synchronize(self) -> None:
+        """Nothing to wait for: every kernel has returned when its call does."""
+
+    def memory_report(self) -> None:
+        """None: host memory is the process's own, not counted here."""
+        return None
 
     # -- per-row constants ------------------------------------------------------
     def _moduli(self, rows: tuple[int, ...]):

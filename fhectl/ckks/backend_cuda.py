@@ -1,4 +1,4 @@
-"""The CUDA backend: ``CpuBackend``'s interface on numba.cuda device arrays.
+"""The CUDA backend: the ``fhectl.ckks.backend.Backend`` protocol on numba.cuda device arrays.
 
 Ciphertexts, keys and the ring's tables live on the device. Data crosses the
 bus in ``to_device`` / ``to_host`` (sampling, encryption inputs, decryption
@@ -14,6 +14,8 @@ the device and back on every launch without a word.
 
 Selected with ``--device cuda`` (which also accepts the CUDA simulator, for
 tests) or ``--device auto`` (a real GPU only); see ``fhectl.ckks.context``.
+Other launch sizes: ``CKKSContext(params, backend_factory=lambda t:
+CudaBackend(t, LaunchConfig(...)))``.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ class _MemoryCounter:
 
 
 class CudaBackend:
-    """The numba.cuda kernels of ``fhe_kernels.cuda`` on device arrays; same semantics as ``CpuBackend``."""
+    """The numba.cuda kernels of ``fhe_kernels.cuda`` on device arrays: a ``Backend``, as ``CpuBackend`` computes."""
 
     name = "cuda"
     SCALAR_CACHE = 1024  # per-limb constant arrays kept on the device, least recently used dropped

@@ -2,21 +2,27 @@
 
 Everything made under a context carries its ``params_id``; the context is
 what checks that operands belong to it.
+
+A context is bound to one backend for its lifetime: named by ``device``, or
+built by ``backend_factory(tables)`` (a CUDA backend with its own launch
+sizes, an instrumented one). Keys and ciphertexts made under it live in that
+backend's memory, so the backend cannot be swapped afterwards.
 """
 
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Callable
 
 from fhe_kernels.encoding import EmbeddingTable
-from fhectl.ckks.backend import CpuBackend, RingTables
+from fhectl.ckks.backend import Backend, CpuBackend, RingTables
 from fhectl.ckks.params import Parameters
 from fhectl.errors import FhectlError, ParameterMismatchError
 
 BACKENDS = ("auto", "cpu", "cuda")
 
 
-def make_backend(name: str, tables: RingTables):
+def make_backend(name: str, tables: RingTables) -> Backend:
     """The backend called ``name``; 'auto' picks CUDA when a GPU is usable, else the CPU."""
     if name not in BACKENDS:
         raise FhectlError(f"unknown device {name!r}; choose one of {', '.join(BACKENDS)}")
@@ -38,12 +44,29 @@ def make_backend(name: str, tables: RingTables):
 class CKKSContext:
     """Parameters plus everything precomputed from them, bound to one backend."""
 
-    def __init__(self, params: Parameters, device: str = "cpu"):
+    def __init__(self, params: Parameters, device: str | None = None,
+                 backend_factory: Callable[[RingTables], Backend] | None = None):
+        """device: 'cpu' (the default), 'cuda' or 'auto' (see ``make_backend``); or, instead,
+        backend_factory: called once with the ring's tables, returns the ``Backend`` to use."""
+        if device is not None and backend_factory is not None:
+            raise FhectlError(f"give a device ({device!r}) or a backend_factory, not both")
         self.params = params
         self.tables = RingTables(params.all_moduli, params.ring_degree, n_q=len(params.moduli_q))
-        self.backend = make_backend(device, self.tables)
+        if backend_factory is None:
+            backend = make_backend("cpu" if device is None else device, self.tables)
+        else:
+            backend = backend_factory(self.tables)
+            if not isinstance(backend, Backend):
+                raise FhectlError(f"backend_factory returned a {type(backend).__name__}, which lacks the Backend "
+                                  "methods (see fhectl.ckks.backend.Backend)")
+        self._backend = backend
         self.embedding = EmbeddingTable(params.ring_degree)
         self._p_inv_cache: dict[int, list[int]] = {}
+
+    @property
+    def backend(self) -> Backend:
+        """The backend every array of this context lives on (fixed at construction)."""
+        return self._backend
 
     @property
     def params_id(self) -> str:

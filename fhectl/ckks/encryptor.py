@@ -22,6 +22,7 @@ from fhectl.ckks.ciphertext import Ciphertext, Plaintext
 from fhectl.ckks.context import CKKSContext
 from fhectl.ckks.encoder import Encoder
 from fhectl.ckks.keys import PublicKey, SecretKey
+from fhectl.ckks.noise import check_statistical_security
 from fhectl.errors import KeyMismatchError, LevelError
 
 DECRYPT_HEADROOM_BITS = 40
@@ -150,8 +151,9 @@ class Decryptor:
         """
         if not (math.isfinite(error_bound) and error_bound > 0):
             raise ValueError(f"error_bound must be a positive finite number, got {error_bound}")
-        if not 1 <= statistical_security <= 128 or queries < 1:
-            raise ValueError("statistical_security must be in 1..128 and queries >= 1")
+        check_statistical_security(statistical_security)  # at least 30 bits: see fhectl.ckks.noise
+        if queries < 1:
+            raise ValueError(f"queries must be >= 1, got {queries}")
         source = random if random is not None else sampling.default_random()
         n = self.ctx.params.ring_degree
         target = math.sqrt(12.0 * queries) * 2.0 ** (statistical_security / 2) * error_bound

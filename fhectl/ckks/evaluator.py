@@ -5,11 +5,10 @@ A product multiplies scales; ``rescale`` divides by the top prime q_l and
 drops it. Binary operations bring both operands to the lower of their levels
 (dropping primes is free and exact). Additions need equal scales: the scales
 here are tracked exactly, and two are accepted as equal within a relative
-2**-16: squaring chains drift by about 2**-18 when the primes lie within
-2**-28 of 2**scale_bits (measured on polynomial evaluations at N = 2^10);
-the error so introduced is at most that relative amount of the smaller
-operand. Where a caller can, it avoids the drift altogether by giving
-``mul_const`` a target scale.
+``SCALE_TOLERANCE`` (see ``fhectl.ckks.bookkeeping``, which holds every level
+and scale rule, shared with the level simulator of fhectl.circuits.levels).
+Where a caller can, it avoids the drift altogether by giving ``mul_const`` a
+target scale.
 
 Multiplying by a non-integer constant encodes it at scale q_l, so that the
 following ``rescale`` returns exactly to the ciphertext's previous scale, or
@@ -18,26 +17,18 @@ at scale target * q_l / scale, so that it lands exactly on ``target``.
 
 from __future__ import annotations
 
-import math
-from numbers import Number
-
 import numpy as np
 
 from fhe_kernels.automorphism import galois_element_for_conjugation, galois_element_for_rotation
+from fhectl.ckks import bookkeeping as bk
 from fhectl.ckks import keyswitch
+from fhectl.ckks.backend import Backend
+from fhectl.ckks.bookkeeping import SCALE_TOLERANCE  # noqa: F401 - re-exported: the evaluator's tolerance
 from fhectl.ckks.ciphertext import Ciphertext, Plaintext
 from fhectl.ckks.context import CKKSContext
 from fhectl.ckks.encoder import Encoder
 from fhectl.ckks.keys import GaloisKeys, SwitchingKey
-from fhectl.errors import (
-    InputError,
-    KeyMismatchError,
-    LevelError,
-    MissingKeyError,
-    ScaleMismatchError,
-)
-
-SCALE_TOLERANCE = 2.0**-16
+from fhectl.errors import InputError, KeyMismatchError, MissingKeyError
 
 
 class Evaluator:
@@ -53,7 +44,7 @@ class Evaluator:
 
     # -- helpers -----------------------------------------------------------------
     @property
-    def be(self):
+    def be(self) -> Backend:
         return self.ctx.backend
 
     def _like(self, ct: Ciphertext, data, level=None, scale=None) -> Ciphertext:
@@ -71,27 +62,15 @@ class Evaluator:
         if isinstance(b, Ciphertext) and a.key_id != b.key_id:
             raise KeyMismatchError(f"operands are under different keys: {a.key_id} and {b.key_id}")
 
-    @staticmethod
-    def _check_scales(sa: float, sb: float, what: str) -> None:
-        if abs(sa / sb - 1.0) > SCALE_TOLERANCE:
-            raise ScaleMismatchError(
-                f"{what}: scales differ (2^{math.log2(sa):.4f} vs 2^{math.log2(sb):.4f}); "
-                "rescale or multiply one operand so the scales match"
-            )
-
     def drop_level(self, ct: Ciphertext, level: int) -> Ciphertext:
         """The same ciphertext on the first level + 1 primes (exact; the scale is unchanged)."""
-        if level > ct.level:
-            raise LevelError(f"cannot raise a ciphertext from level {ct.level} to {level} (that needs bootstrapping)")
-        if level < 0:
-            raise LevelError(f"level {level} is below 0")
+        bk.check_drop(ct.level, level)
         if level == ct.level:
             return ct
         return self._like(ct, self.be.copy(self.be.limbs(ct.data, 0, level + 1)), level=level)
 
     def _drop_plain(self, pt: Plaintext, level: int):
-        if pt.level < level:
-            raise LevelError(f"plaintext is at level {pt.level}, below the ciphertext's level {level}: encode it higher")
+        bk.check_plain_level(pt.level, level)
         return self.be.limbs(pt.data, 0, level + 1)
 
     def _align(self, a: Ciphertext, b: Ciphertext) -> tuple[Ciphertext, Ciphertext]:
@@ -112,27 +91,26 @@ class Evaluator:
         if isinstance(b, Ciphertext):
             self._check_pair(a, b)
             a, b = self._align(a, b)
-            self._check_scales(a.scale, b.scale, name)
-            if a.size != b.size:
-                raise InputError(f"{name}: ciphertext sizes differ ({a.size} and {b.size}); relinearize first")
+            bk.check_scales(a.scale, b.scale, name)
+            bk.check_same_size(a.size, b.size, name)
             rows = self.ctx.q_rows(a.level)
             out = be.empty(a.data.shape)
             op(a.data, b.data, out, rows)
             return self._like(a, out)
         if isinstance(b, Plaintext):
             self.ctx.check(b)
-            self._check_scales(a.scale, b.scale, name)
+            bk.check_scales(a.scale, b.scale, name)
             rows = self.ctx.q_rows(a.level)
             out = be.copy(a.data)
             c0 = be.polys(out, 0, 1)
             op(be.polys(a.data, 0, 1), self._drop_plain(b, a.level), c0, rows)
             return self._like(a, out)
-        if isinstance(b, Number) and not isinstance(b, bool):
+        if bk.is_constant(b):
             if isinstance(b, complex) and b.imag != 0:
                 return self._add_sub(a, self.encoder.encode(np.full(self.ctx.params.slots, b), a.level, a.scale), subtract)
-            value = -float(b.real if isinstance(b, complex) else b) if subtract else float(b.real if isinstance(b, complex) else b)
-            if not math.isfinite(value):
-                raise InputError(f"{name}: constant {b} is not finite")
+            bk.check_constant(b, name)
+            real = float(b.real if isinstance(b, complex) else b)
+            value = -real if subtract else real
             # A constant polynomial is the same value at every NTT point.
             const = round(value * a.scale)
             rows = self.ctx.q_rows(a.level)
@@ -154,8 +132,7 @@ class Evaluator:
         if isinstance(b, Ciphertext):
             self._check_pair(a, b)
             a, b = self._align(a, b)
-            if a.size != 2 or b.size != 2:
-                raise InputError("mul: both ciphertexts must be relinearized (size 2)")
+            bk.check_product_sizes(a.size, b.size)
             rows = self.ctx.q_rows(a.level)
             out = be.empty((3,) + tuple(a.data.shape[1:]))
             be.tensor(a.data, b.data, out, rows)
@@ -170,7 +147,7 @@ class Evaluator:
             for i in range(a.size):
                 be.mul(be.polys(a.data, i, i + 1), pt, be.polys(out, i, i + 1), rows)
             return self._like(a, out, scale=a.scale * b.scale)
-        if isinstance(b, Number) and not isinstance(b, (bool, complex)):
+        if bk.is_real_constant(b):
             return self.mul_const(a, float(b))
         raise InputError(f"mul: unsupported operand type {type(b).__name__}")
 
@@ -183,15 +160,7 @@ class Evaluator:
 
     def mul_const(self, a: Ciphertext, c: float, target_scale: float | None = None) -> Ciphertext:
         """a * c for a real c. After rescale() the scale is a's own (default) or exactly ``target_scale``."""
-        if not math.isfinite(c):
-            raise InputError(f"mul: constant {c} is not finite")
-        if a.level == 0:
-            raise LevelError("mul by a constant needs a level to rescale afterwards; ciphertext is at level 0")
-        q_top = self.ctx.params.moduli_q[a.level]
-        const_scale = q_top if target_scale is None else target_scale * q_top / a.scale
-        if not 1.0 <= const_scale < 2.0**62:
-            raise ScaleMismatchError(f"mul: target scale 2^{math.log2(target_scale):.2f} is out of reach from "
-                                     f"2^{math.log2(a.scale):.2f} at level {a.level}")
+        const_scale = bk.const_scale(c, a.level, a.scale, self.ctx.params.moduli_q, target_scale)
         const = round(c * const_scale)
         out = self.be.empty(a.data.shape)
         rows = self.ctx.q_rows(a.level)
@@ -200,9 +169,7 @@ class Evaluator:
 
     def mul_values(self, a: Ciphertext, values) -> Ciphertext:
         """a * values slot by slot (a plaintext vector), encoded at scale q_l: rescale() restores a's scale."""
-        if a.level == 0:
-            raise LevelError("mul by a plaintext vector needs a level to rescale afterwards; ciphertext is at level 0")
-        pt = self.encoder.encode(values, level=a.level, scale=self.ctx.params.moduli_q[a.level])
+        pt = self.encoder.encode(values, level=a.level, scale=bk.values_scale(a.level, self.ctx.params.moduli_q))
         return self.mul(a, pt)
 
     def square(self, a: Ciphertext) -> Ciphertext:
@@ -226,8 +193,7 @@ class Evaluator:
     # -- rescaling -----------------------------------------------------------------
     def rescale(self, ct: Ciphertext) -> Ciphertext:
         """Divide by the top prime q_l with rounding and drop it: level l -> l-1."""
-        if ct.level == 0:
-            raise LevelError("the modulus chain is exhausted: cannot rescale a level-0 ciphertext")
+        scale = bk.rescaled_scale(ct.level, ct.scale, self.ctx.params.moduli_q)
         be = self.be
         level = ct.level
         n = self.ctx.params.ring_degree
@@ -241,7 +207,7 @@ class Evaluator:
         out = be.empty((ct.size, level, n))
         be.sub_and_scale(be.limbs(ct.data, 0, level), corr, out, rows, [pow(q_top, -1, q) for q in self.ctx.params.moduli_q[:level]])
         self.counters["rescales"] += 1
-        return self._like(ct, out, level=level - 1, scale=ct.scale / q_top)
+        return self._like(ct, out, level=level - 1, scale=scale)
 
     def mul_rescale(self, a: Ciphertext, b) -> Ciphertext:
         return self.rescale(self.mul(a, b))
@@ -255,8 +221,7 @@ class Evaluator:
         return key
 
     def _apply_galois(self, ct: Ciphertext, galois_element: int, what: str) -> Ciphertext:
-        if ct.size != 2:
-            raise InputError(f"{what}: relinearize first")
+        bk.check_relinearized(ct.size, what)
         key = self._galois_key(galois_element, what)
         be = self.be
         rows = self.ctx.q_rows(ct.level)
@@ -281,8 +246,7 @@ class Evaluator:
 
     def rotate_hoisted(self, ct: Ciphertext, steps) -> dict[int, Ciphertext]:
         """Several rotations of one ciphertext sharing one ModUp decomposition."""
-        if ct.size != 2:
-            raise InputError("rotate_hoisted: relinearize first")
+        bk.check_relinearized(ct.size, "rotate_hoisted")
         be = self.be
         n = self.ctx.params.ring_degree
         slots = self.ctx.params.slots
@@ -315,8 +279,7 @@ class Evaluator:
         self.ctx.check(ct, key)
         if key.source != f"key:{ct.key_id}":
             raise KeyMismatchError(f"switching key converts from {key.source}, ciphertext is under key:{ct.key_id}")
-        if ct.size != 2:
-            raise InputError("key_switch: relinearize first")
+        bk.check_relinearized(ct.size, "key_switch")
         be = self.be
         rows = self.ctx.q_rows(ct.level)
         ks = keyswitch.key_switch(self.ctx, be.polys(ct.data, 1, 2), key, ct.level)

@@ -12,6 +12,10 @@ and 0 modulo the other primes of Q. So P * g_j * s' is P * s' on the limbs of
 digit j and zero on every other limb, which is all the generator computes.
 The same key serves every level: dropping primes leaves g_j's residues as
 they are.
+
+The a_j are public and uniform, so each key draws them from its own 32-byte
+seed (OS CSPRNG) through a public expansion (``fhectl.ckks.prng``); a stored
+key is b and the seed, half the bytes, and a reader re-expands a.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import numpy as np
 
 from fhe_kernels.automorphism import galois_element_for_conjugation, galois_element_for_rotation
 from fhe_kernels.rns import signed_to_rns
-from fhectl.ckks import sampling
+from fhectl.ckks import prng, sampling
 from fhectl.ckks.context import CKKSContext
 from fhectl.errors import FormatError
 
@@ -55,18 +59,60 @@ class PublicKey:
     key_id: str
 
 
-@dataclass
 class SwitchingKey:
-    """Key switching from s' to s: data (dnum, 2, L+1+K, N), rows b_j, a_j per digit."""
+    """Key switching from s' to s: data (dnum, 2, L+1+K, N), rows b_j, a_j per digit.
 
-    data: object
-    params_id: str
-    key_id: str  # the target secret s
-    source: str  # what s' is: "relin", "galois:<g>", or "key:<key_id>" for rewrapping
+    ``seed``: when set, every a_j is :func:`fhectl.ckks.prng.expand_switching_a` of it (label ``source``),
+    so a file stores b and the 32-byte seed only. ``data`` may be *deferred*: built on first use by a
+    callable (a reader re-expanding a and joining it to a memory-mapped b), and dropped again by
+    :meth:`release`, so a server can hold many clients' keys on disk and only those in use in memory.
+    """
+
+    def __init__(self, data, params_id: str, key_id: str, source: str, seed: bytes | None = None):
+        self._data = data
+        self._make = None
+        self._shape = tuple(int(d) for d in data.shape) if data is not None else None
+        self.params_id = params_id
+        self.key_id = key_id  # the target secret s
+        self.source = source  # what s' is: "relin", "galois:<g>", or "key:<key_id>" for rewrapping
+        self.seed = seed
+
+    @classmethod
+    def deferred(cls, make, shape: tuple[int, ...], params_id: str, key_id: str, source: str,
+                 seed: bytes | None = None) -> "SwitchingKey":
+        """A key whose ``data`` (of ``shape``) is ``make()``, called on first use and again after release()."""
+        key = cls(None, params_id, key_id, source, seed)
+        key._make = make
+        key._shape = tuple(int(d) for d in shape)
+        return key
+
+    @property
+    def data(self):
+        if self._data is None:
+            self._data = self._make()
+        return self._data
+
+    @property
+    def loaded(self) -> bool:
+        """Whether ``data`` is in memory now."""
+        return self._data is not None
+
+    def release(self) -> None:
+        """Drop the in-memory ``data`` of a deferred key (it is rebuilt on next use); no-op otherwise."""
+        if self._make is not None:
+            self._data = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._shape
 
     @property
     def digits(self) -> int:
-        return int(self.data.shape[0])
+        return int(self._shape[0])
+
+    def __repr__(self) -> str:
+        return (f"SwitchingKey(source={self.source!r}, key_id={self.key_id!r}, params_id={self.params_id!r}, "
+                f"shape={self._shape}, seeded={self.seed is not None}, loaded={self.loaded})")
 
 
 @dataclass
@@ -221,8 +267,11 @@ class KeyGenerator:
         digits = p.digits(p.max_level)
         p_mod = [ctx.p_product % q for q in p.moduli_q]
         parts = []
-        for digit in digits:
-            a = self._uniform(1, rows)
+        # a_j from a public seed (fhectl.ckks.prng): the file stores b and 32 bytes instead of both halves.
+        seed = prng.new_seed(self.random)
+        moduli = [p.all_moduli[r] for r in rows]
+        for j, digit in enumerate(digits):
+            a = be.to_device(prng.expand_uniform(seed, source, j, moduli, p.ring_degree)[None])
             b = self._error(rows)
             t = be.empty(a.shape)
             be.mul(a, sk.ntt, t, rows)
@@ -237,7 +286,7 @@ class KeyGenerator:
             b = be.concat_limbs([be.limbs(b, 0, digit.start), summed, be.limbs(b, digit.stop, len(rows))])
             parts.append(be.stack_polys([b, a]))
         data = be.stack_new_axis(parts)
-        return SwitchingKey(data=data, params_id=p.params_id, key_id=sk.key_id, source=source)
+        return SwitchingKey(data=data, params_id=p.params_id, key_id=sk.key_id, source=source, seed=seed)
 
     def relin_key(self, sk: SecretKey) -> SwitchingKey:
         be = self.ctx.backend
@@ -263,3 +312,8 @@ class KeyGenerator:
     def rekey(self, old: SecretKey, new: SecretKey) -> SwitchingKey:
         """The switching key old -> new, for rewrapping ciphertexts without decrypting them."""
         return self.switching_key(old.ntt, new, f"key:{old.key_id}")
+
+
+def rotation_galois_elements(steps, ring_degree: int) -> list[int]:
+    """The Galois elements whose keys rotations by ``steps`` need (a step of 0 mod N/2 needs none)."""
+    return sorted({galois_element_for_rotation(s, ring_degree) for s in steps if s % (ring_degree // 2) != 0})

@@ -9,6 +9,9 @@ each slot sums N of them through the canonical embedding, multiplying the
 standard deviation by sqrt(N). Over N/2 slots the largest of these Gaussians
 stays below about 6 standard deviations, so the worst slot error is at most
 6 * sigma * N * sqrt(4/3) / Delta.
+
+The same bound in the coefficient domain, what key switching adds to it, and the noise flooding of
+share-safe decryption are in fhectl.ckks.noise.
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from fhectl.bench.compare import compare_reports
-from fhectl.bench.report import load_report
-from fhectl.bench.runner import SUITES, run_benchmarks
+from fhectl.bench.compare import compare_reports, is_regression
+from fhectl.bench.report import busy_machine, load_report, rerender
+from fhectl.bench.runner import SUITES, check_arguments, estimate_run, run_benchmarks
 from fhectl.ckks.params import load_parameters
 from fhectl.cli import console
 from fhectl.cli.errors import guarded
@@ -20,6 +20,10 @@ from fhectl.errors import InputError
 app = typer.Typer(help="Benchmark fhectl (and OpenFHE) and write a report under bench_results/.")
 
 QUICK_PROFILE = "tiny-deep-insecure"
+DEFAULT_SUITES = "ops"  # minutes at the 128-bit profile; layers and block (hours, ~19 GiB) are asked for by name
+QUICK_SUITES = "ops,layers,block"  # all three, at toy sizes: seconds
+DEFAULT_REPEAT, QUICK_REPEAT = 10, 3
+DEFAULT_BATCH_SIZES, QUICK_BATCH_SIZES = "1,8,32", "2,8"
 
 
 def parse_int_list(text: str, what: str) -> list[int]:
@@ -36,15 +40,16 @@ def parse_int_list(text: str, what: str) -> list[int]:
 @guarded
 def bench(
     ctx: typer.Context,
-    batch_sizes: Annotated[str, typer.Option("--batch-sizes", "-b", help="Tokens per ciphertext, e.g. 1,8,32.")] = "1,8,32",
-    suite: Annotated[str, typer.Option("--suite", "-s", help=f"Comma-separated suites: {', '.join(SUITES)}; or accuracy (alone).")] = "ops,layers,block",
+    batch_sizes: Annotated[Optional[str], typer.Option("--batch-sizes", help=f"Tokens per ciphertext of the layers and block suites (default {DEFAULT_BATCH_SIZES}; {QUICK_BATCH_SIZES} with --quick).")] = None,
+    suite: Annotated[Optional[str], typer.Option("--suite", help=f"Comma-separated suites: {', '.join(SUITES)}; or accuracy (alone). Default: {DEFAULT_SUITES} (minutes); with --quick, {QUICK_SUITES} at toy sizes. layers and block at the 128-bit profile take hours and ~19 GiB.")] = None,
     device: Device = "auto",
     profile: Annotated[Optional[str], typer.Option("--profile", "-p", help="Parameter profile (default gpt2-n16-128).")] = None,
     baseline: Annotated[str, typer.Option("--baseline", help="openfhe or none.")] = "openfhe",
-    repeat: Annotated[int, typer.Option("--repeat", "-r", help="Timed repeats per result (median reported).")] = 5,
+    repeat: Annotated[Optional[int], typer.Option("--repeat", help=f"Timed repeats per result (with a baseline: interleaved pairs). Default {DEFAULT_REPEAT}, {QUICK_REPEAT} with --quick.")] = None,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed warm-up runs before timing.")] = 1,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory that receives the report directory.")] = Path("bench_results"),
-    quick: Annotated[bool, typer.Option("--quick", help="Seconds-long smoke run: tiny insecure profile, tiny model, 2 repeats.")] = False,
+    out: Annotated[Path, typer.Option("--output", "--out", "-o", help="Directory that receives the report directory.")] = Path("bench_results"),
+    quick: Annotated[bool, typer.Option("--quick", help=f"Seconds-long smoke run: tiny insecure profile, tiny model, {QUICK_REPEAT} repeats (after a first-time Numba compilation).")] = False,
+    estimate_only: Annotated[bool, typer.Option("--estimate", help="Print the estimated time and memory of the run and exit without running it.")] = False,
     model: Annotated[str, typer.Option("--model", "-m", help="accuracy suite: model name (smollm2-135m).")] = "smollm2-135m",
     weights: Annotated[Optional[str], typer.Option("--weights", "-w", help="accuracy suite: .gguf file, checkpoint directory or Hugging Face repo id.")] = None,
     encrypted_prompts: Annotated[int, typer.Option("--encrypted-prompts", help="accuracy suite: prompts in the fully encrypted run (0: mirror only).", min=0)] = 8,
@@ -57,28 +62,40 @@ def bench(
     held-out prompts (``--suite accuracy``). Writes report.json and report.md (and plots) under --out."""
     if ctx.invoked_subcommand is not None:
         return
-    suites = [s.strip() for s in suite.split(",") if s.strip()]
+    suites = [s.strip() for s in (suite or (QUICK_SUITES if quick else DEFAULT_SUITES)).split(",") if s.strip()]
     if "accuracy" in suites:
         if suites != ["accuracy"]:
             raise InputError("--suite accuracy runs alone (it writes its own report)")
         _accuracy(model, weights, profile, insecure, device, out, encrypted_prompts, encrypted_layers,
                   budget_minutes, json)
         return
-    sizes = parse_int_list(batch_sizes, "--batch-sizes")
+    sizes = parse_int_list(batch_sizes or (QUICK_BATCH_SIZES if quick else DEFAULT_BATCH_SIZES), "--batch-sizes")
     if baseline not in ("openfhe", "none"):
         raise InputError(f"--baseline must be openfhe or none, got {baseline!r}")
+    if repeat is None:
+        repeat = QUICK_REPEAT if quick else DEFAULT_REPEAT
     model_config = None
     if quick:
         profile = profile or QUICK_PROFILE
         insecure = True
-        repeat, warmup = min(repeat, 2), min(warmup, 1)
-        from fhectl.gpt2.bench_suite import quick_model_config
+        from fhectl.bench.gpt2_suite import quick_model_config
 
         model_config = quick_model_config()
         sizes = [s for s in sizes if s <= model_config.n_positions] or [1]
     params = load_parameters(profile or "gpt2-n16-128", allow_insecure=insecure)
+    base = None if baseline == "none" else baseline
+    check_arguments(params, suites, sizes, repeat, warmup, model_config)
+    cost = estimate_run(params, suites, sizes, repeat, warmup, base, model_config)
+    if estimate_only:
+        if json:
+            console.print_json({"seconds": cost.seconds, "peak_bytes": cost.peak_bytes, "parts_s": cost.parts})
+        else:
+            console.out.print(cost.describe())
+        return
+    batches = f", batch sizes {sizes}" if {"layers", "block"} & set(suites) else ""
     console.err.print(f"benchmarking {', '.join(suites)} on {params.name} (N={params.ring_degree}, "
-                      f"{params.max_level} levels), batch sizes {sizes}, {repeat} repeats")
+                      f"{params.max_level} levels){batches}, {repeat} repeats")
+    console.err.print(cost.describe())
     with console.progress(transient=True) as bar:
         task = bar.add_task("benchmarks", total=None)
 
@@ -87,8 +104,8 @@ def bench(
             if not console.err.is_terminal:
                 console.err.print(f"  done: {name}")
 
-        path = run_benchmarks(params, suites, sizes, device, None if baseline == "none" else baseline, repeat,
-                              warmup, out, tick, model_config=model_config)
+        path = run_benchmarks(params, suites, sizes, device, base, repeat, warmup, out, tick,
+                              model_config=model_config)
     if json:
         console.print_json({"report_dir": str(path)})
     else:
@@ -121,20 +138,41 @@ def _accuracy(model, weights, profile, insecure, device, out, encrypted_prompts,
 def compare(
     old: Annotated[Path, typer.Argument(help="Old report directory or report.json.")],
     new: Annotated[Path, typer.Argument(help="New report directory or report.json.")],
+    allow_mismatch: Annotated[bool, typer.Option("--allow-mismatch", help="Compare reports of different profiles, devices or machines anyway.")] = False,
     json: Json = False,
 ) -> None:
-    """Ratios new/old per result; flags regressions beyond the noise of the two runs (exit 1 if any)."""
-    rows = compare_reports(load_report(old), load_report(new))
+    """Change per result, new/old; flags time regressions only where the two runs' intervals separate (and by
+    more than 5 %), judges ops by their fhectl/OpenFHE ratio where both runs have one, and flags precision
+    losses over 1 bit. Exit 1 if anything is flagged."""
+    old_report, new_report = load_report(old), load_report(new)
+    rows = compare_reports(old_report, new_report, allow_mismatch=allow_mismatch)
+    for path, rep in ((old, old_report), (new, new_report)):
+        busy = busy_machine(rep)
+        if busy:
+            console.err.print(f"warning: {path} was measured on a busy machine ({busy}); its fhectl/OpenFHE ratios "
+                              "are pessimistic for fhectl, so verdicts against it are unreliable")
     if json:
         console.print_json(rows)
     else:
         table = Table(title=f"{new} vs {old}")
-        for col in ("suite", "name", "impl", "tokens", "old", "new", "new/old", "noise", "verdict"):
+        for col in ("suite", "name", "impl", "tokens", "old", "new", "new/old", "vs OpenFHE old -> new", "bits",
+                    "verdict"):
             table.add_column(col)
         for r in rows:
+            vs = (f"{r['old_vs_baseline']:.2f} -> {r['new_vs_baseline']:.2f}"
+                  if r["new_vs_baseline"] is not None else "")
+            bits = (f"{r['old_precision_bits']:.1f} -> {r['new_precision_bits']:.1f}"
+                    if r["new_precision_bits"] is not None and r["old_precision_bits"] is not None else "")
             table.add_row(r["suite"], r["name"], r["impl"], str(r["batch_size"] or ""),
                           f"{r['old_median_s'] * 1e3:.2f} ms", f"{r['new_median_s'] * 1e3:.2f} ms",
-                          f"{r['ratio']:.2f}", f"±{r['noise'] * 100:.0f}%", r["verdict"])
+                          f"{r['ratio']:.2f}", vs, bits, r["verdict"])
         console.out.print(table)
-    if any(r["verdict"] == "regression" for r in rows):
+    if any(is_regression(r) for r in rows):
         raise typer.Exit(1)
+
+
+@app.command("render")
+@guarded
+def render(report_dir: Annotated[Path, typer.Argument(help="Report directory (holding report.json).")]) -> None:
+    """Rewrite a report's plots and report.md from its report.json, without running anything."""
+    console.out.print(str(rerender(report_dir)))

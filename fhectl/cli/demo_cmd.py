@@ -20,7 +20,7 @@ from fhectl.cli.options import Device, Insecure, Json, Profile
 
 
 @guarded
-def demo(profile: Profile = "n14-128", insecure: Insecure = False, device: Device = "cpu", json: Json = False) -> None:
+def demo(profile: Profile = "n14-128", insecure: Insecure = False, device: Device = "auto", json: Json = False) -> None:
     """Encrypt random data, compute on it, decrypt, and report precision (bits) and time per step."""
     params = load_parameters(profile, allow_insecure=insecure)
     rows = []

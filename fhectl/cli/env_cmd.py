@@ -15,10 +15,10 @@ def env(json: Json = False) -> None:
     if json:
         console.print_json(data)
         return
-    for key, value in data.items():
+    for key, value in data.items():  # printed as they are: values (paths, env variables) are not markup
         if isinstance(value, dict):
-            console.out.print(f"{key}:")
+            console.data(f"{key}:")
             for k, v in value.items():
-                console.out.print(f"  {k}: {v}")
+                console.data(f"  {k}: {v}")
         else:
-            console.out.print(f"{key}: {value}")
+            console.data(f"{key}: {value}")

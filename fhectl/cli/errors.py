@@ -22,7 +22,8 @@ from fhectl.errors import FhectlError
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 error; 2 bad input or usage; 3 parameters; 4 misuse of ciphertexts or keys "
     "(levels, scales, missing keys); 5 corrupt or invalid file; 6 wrong key or keyring problem; 7 value outside "
-    "an approximation's domain; 70 internal error (a bug: report it with `fhectl env`); 130 interrupted. "
+    "an approximation's domain; 8 refused for security (a signature missing or wrong, a share-safe decryption "
+    "budget spent); 9 a server unreachable or refusing the request (infer --server); 70 internal error (a bug: report it with `fhectl env`); 130 interrupted. "
     "Set FHECTL_DEBUG=1 to see tracebacks."
 )
 EXIT_INTERNAL = 70

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from fhectl.ckks.params import load_parameters
 from fhectl.cli import console
 from fhectl.errors import InputError
 
@@ -16,29 +15,49 @@ DEFAULT_ENCRYPTED_LAYERS = 1
 
 
 def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_tokens: int, profile: str,
-                insecure: bool, device: str, json: bool, random_weights: bool, system: str | None = None) -> None:
-    from fhectl.cli.infer_cmd import _read_prompt
-    from fhectl.llama.inference import EncryptedLlama
-    from fhectl.llama.pipeline import calibrated_domains, load_model, prompt_ids
+                insecure: bool, device: str, json: bool, random_weights: bool, system: str | None = None,
+                revision: str | None = None, server: str | None = None) -> None:
+    from fhectl.ckks.params import load_parameters
     from fhectl.circuits.packing import Layout
+    from fhectl.cli.infer_cmd import read_prompt
+    from fhectl.llama.inference import EncryptedLlama, greedy_decode
+    from fhectl.llama.pipeline import calibrated_domains, open_model, prompt_ids
 
+    # input errors before anything heavy
     if random_weights:
         raise InputError("--random-weights is for gpt2; the Llama family runs the trained SmolLM2 shipped offline")
     if max_new_tokens < 1:
         raise InputError("--max-new-tokens must be >= 1")
-    text = _read_prompt(prompt)  # input errors before anything heavy
-    params = load_parameters(profile, allow_insecure=insecure)
-    console.err.print(f"loading {model} ...")
-    w, tok, source = load_model(model, weights)
-    cfg = w.config
-    n_layers = min(DEFAULT_ENCRYPTED_LAYERS, cfg.n_layer) if layers is None else layers
-    if not 0 <= n_layers <= cfg.n_layer:
-        raise InputError(f"--layers must be in 0..{cfg.n_layer}, got {n_layers}")
     if system is not None and not chat:
         raise InputError("--system only applies with --chat")
+    if layers is not None and layers < 0:
+        raise InputError(f"--layers must be at least 0, got {layers}")
+    if server is not None and layers is not None:
+        raise InputError("with --server the server decides how many blocks run encrypted; drop --layers")
+    text = read_prompt(prompt)
+    params = load_parameters(profile, allow_insecure=insecure) if server is None else None
+    with console.stage(f"reading the {model} config and tokenizer"):
+        cfg, tok, source, load_weights = open_model(model, weights, revision=revision)
+    service = served = None
+    if server is not None:
+        from fhectl.service.client import ServiceClient
+        from fhectl.service.remote_llama import parameters_of
+
+        service = ServiceClient(server)
+        models = service.models()
+        if len(models) != 1:
+            raise InputError(f"the server at {server} serves {len(models)} models; fhectl infer expects one")
+        served = models[0]
+        params, n_layers = parameters_of(served, insecure), served["encrypted_layers"]
+    else:
+        n_layers = min(DEFAULT_ENCRYPTED_LAYERS, cfg.n_layer) if layers is None else layers
+    if not 0 <= n_layers <= cfg.n_layer:
+        raise InputError(f"--layers must be in 0..{cfg.n_layer}, got {n_layers}")
     ids = prompt_ids(tok, text, chat, system)
     width = max(cfg.n_embd, cfg.n_head * cfg.head_dim)
     capacity = min(Layout.max_tokens(params.slots, width), cfg.head_dim)  # softmax rows must fit one head
+    if served is not None:
+        capacity = min(capacity, served["token_capacity"])
     total = len(ids) + max_new_tokens - 1
     if total > capacity:
         hint = (" or give a shorter system turn (--system '' leaves it empty; the template's default takes "
@@ -46,24 +65,72 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
                 if chat and system is None else "")
         raise InputError(f"the prompt has {len(ids)} tokens and {max_new_tokens} new ones need {total} positions; at "
                          f"most {capacity} fit one ciphertext at {params.name}; shorten the prompt{hint}")
-    console.err.print(f"model: {source}")
-    console.err.print(f"{len(ids)} prompt tokens; {n_layers} of {cfg.n_layer} blocks ENCRYPTED, the other "
-                      f"{cfg.n_layer - n_layers} run in the clear on the client (--layers {cfg.n_layer} encrypts all); "
-                      f"profile {params.name} ({params.security_bits}-bit, N={params.ring_degree})")
-    domains, calib = calibrated_domains(w, tok)
-    console.err.print(f"calibration: shipped calibration prompt set ({calib})")
-    console.err.print("generating keys (the client's secret stays on the client; the server gets public keys)")
-    engine = EncryptedLlama(w, params, domains, n_layers, max_tokens=total, device=device)
-    console.err.print(f"public key material {engine.client.public_material_bytes() / 2**30:.2f} GiB"
-                      if engine.client else "no encrypted layer: plaintext run")
+    with console.stage(f"loading the {model} weights"):  # every input check has passed: now the slow part
+        w = load_weights()
+    remote = None
+    if service is not None:
+        from fhectl.service.remote_llama import RemoteLlama
 
-    def on_token(token, result):
-        last = result.layers[-1] if result.layers else None
-        extra = f", last block cosine {last.cosine_min:.6f}" if last else ""
-        console.err.print(f"  token {tok.decode([token])!r}: {result.seconds_total:.0f} s{extra}")
+        with console.stage(f"generating keys and uploading the public bundle to {server} (the secret key stays "
+                           "here)"):
+            remote = RemoteLlama(service, served["name"], w, device=device, allow_insecure=insecure)
+        console.message(f"server {server}: model {served['name']}, {n_layers} of {cfg.n_layer} blocks encrypted "
+                        f"there, public key bundle {len(remote.bundle) / 2**20:.1f} MiB uploaded")
+    console.message(f"model: {source}")
+    console.message(f"{len(ids)} prompt tokens; {n_layers} of {cfg.n_layer} blocks ENCRYPTED, the other "
+                    f"{cfg.n_layer - n_layers} run in the clear on the client (--layers {cfg.n_layer} encrypts all); "
+                    f"profile {params.name} ({params.security_bits}-bit, N={params.ring_degree})")
+    if remote is None:
+        with console.stage("calibrating approximation domains"):
+            domains, calib = calibrated_domains(w, tok)
+        console.message(f"calibration: shipped calibration prompt set ({calib})")
+        with console.stage("generating keys (the client's secret stays on the client; the server gets public keys)"):
+            engine = EncryptedLlama(w, params, domains, n_layers, max_tokens=total, device=device)
+        console.message(f"public key material {engine.client.public_material_bytes() / 2**30:.2f} GiB"
+                        if engine.client else "no encrypted layer: plaintext run")
+    else:
+        engine = remote
 
     stop = tuple(i for i in (cfg.eos_token_id, tok.token_to_id("<|im_end|>")) if i is not None)
-    new_ids, results = engine.generate(ids, max_new_tokens, stop_ids=stop, on_token=on_token)
+    console.message(f"generating up to {max_new_tokens} token(s): one pass through {n_layers} encrypted block(s) "
+                    "each")
+    with console.progress(transient=True) as bar:
+        task = bar.add_task("encrypted blocks", total=max(1, n_layers) * max_new_tokens)
+
+        def say(line: str) -> None:
+            bar.console.print(line, markup=False, highlight=False, emoji=False)
+
+        def on_layer(i, hidden, report):  # after each encrypted block: a line, so a log is never silent long
+            say(f"  block {report.layer}: {report.seconds:.1f} s, max error {report.max_abs_error:.3g}, "
+                f"cosine {report.cosine_min:.6f}")
+            bar.advance(task)
+
+        def on_token(token, result):
+            last = result.layers[-1] if result.layers else None
+            extra = f", last block cosine {last.cosine_min:.6f}" if last else ""
+            say(f"  token {tok.decode([token])!r}: {result.seconds_total:.0f} s{extra}")
+            if not n_layers:
+                bar.advance(task)
+
+        if remote is None:
+            def run_batch(batch):
+                return engine.run(batch, on_layer=on_layer)
+        else:
+            def on_state(job, seen=set()):  # the server's blocks: a line when one finishes
+                if job.get("block") is not None and job["block"] not in seen:
+                    seen.add(job["block"])
+                    say(f"  server finished block {job['block']}")
+                    bar.advance(task)
+
+            def run_batch(batch):
+                seen_blocks = set()
+                remote.on_state = lambda job: on_state(job, seen_blocks)
+                return remote.run(batch)
+        try:
+            new_ids, results = greedy_decode(run_batch, engine.layout.tokens, ids, max_new_tokens, stop, on_token)
+        finally:
+            if remote is not None:
+                remote.close()  # the bundle and its jobs are deleted on the server
     reference = engine.model.greedy_generate(ids, len(new_ids), stop_ids=stop)[len(ids):]
     shown = [t for t in new_ids if t not in stop]  # the stop token ends the reply; it is not text
     continuation, ref_text = tok.decode(shown), tok.decode([t for t in reference if t not in stop])
@@ -74,22 +141,23 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
                             "profile": params.describe(), "top1_agreement": agree / len(results),
                             "steps": [r.as_dict() for r in results]})
         return
-    console.out.print(continuation if chat else text + continuation)  # with --chat: the assistant's reply
-    console.err.print("")
+    console.data(continuation if chat else text + continuation)  # with --chat: the assistant's reply
+    console.message("")
     last = results[-1]
-    table = Table(title="encrypted vs float64 reference, per block (last step)")
-    for col in ("block", "max |error|", "precision (bits)", "cosine", "time"):
-        table.add_column(col, justify="right")
-    for r in last.layers:
-        table.add_row(str(r.layer), f"{r.max_abs_error:.3g}", f"{r.precision_bits:.1f}", f"{r.cosine_min:.6f}",
-                      f"{r.seconds:.1f} s")
-    console.err.print(table)
+    if last.layers:  # a remote run decrypts only the server's output, not each block's
+        table = Table(title="encrypted vs float64 reference, per block (last step)")
+        for col in ("block", "max |error|", "precision (bits)", "cosine", "time"):
+            table.add_column(col, justify="right")
+        for r in last.layers:
+            table.add_row(str(r.layer), f"{r.max_abs_error:.3g}", f"{r.precision_bits:.1f}", f"{r.cosine_min:.6f}",
+                          f"{r.seconds:.1f} s")
+        console.err.print(table)
     st = last.stats
-    console.err.print("time per stage (last step): " + ", ".join(f"{k} {v:.1f}s" for k, v in last.stage_seconds.items()))
-    console.err.print(f"client refreshes per step: {st.refresh_round_trips} round trips "
-                      f"({st.refresh_bytes_to_client / 2**20:.0f} MiB to the client, "
-                      f"{st.refresh_bytes_to_server / 2**20:.0f} MiB back)")
-    console.err.print(f"next-token top-1 agreement with the float64 model: {agree}/{len(results)}; reference "
-                      f"continuation: {ref_text!r}")
-    console.err.print(f"{n_layers} of {cfg.n_layer} blocks were encrypted; {cfg.n_layer - n_layers} ran in the clear "
-                      "on the client.")
+    console.message("time per stage (last step): " + ", ".join(f"{k} {v:.1f}s" for k, v in last.stage_seconds.items()))
+    console.message(f"client refreshes per step: {st.refresh_round_trips} round trips "
+                    f"({st.refresh_bytes_to_client / 2**20:.0f} MiB to the client, "
+                    f"{st.refresh_bytes_to_server / 2**20:.0f} MiB back)")
+    console.message(f"next-token top-1 agreement with the float64 model: {agree}/{len(results)}; reference "
+                    f"continuation: {ref_text!r}")
+    console.message(f"{n_layers} of {cfg.n_layer} blocks were encrypted; {cfg.n_layer - n_layers} ran in the clear "
+                    "on the client.")

@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 
 from fhectl.ckks.params import list_profiles, load_parameters
-from fhectl.cli import console, keysets
+from fhectl import keysets
+from fhectl.cli import console
 from fhectl.cli.errors import guarded
+from fhectl.cli.messages import file_size, human_bytes
 from fhectl.cli.options import Json, Keyring
 from fhectl.errors import FhectlError
 from fhectl.io.container import read_container, read_header
@@ -65,7 +67,7 @@ def inspect(
         "profile": known_profile(header.params_id),
         "key_id": header.key_id,
         "key_version": header.key_version,
-        "bytes": keysets.file_size(file),
+        "bytes": file_size(file),
         "payload_bytes": header.payload_bytes,
         "payload_verified": verify,
         "arrays": [{"name": a.name, "dtype": a.dtype, "shape": list(a.shape)} for a in header.arrays],
@@ -94,7 +96,7 @@ def inspect(
         console.print_json(data)
         return
     line = lambda k, v: console.out.print(f"{k:<14} {v}", markup=False, highlight=False)  # noqa: E731
-    line("file", f"{file} ({keysets.human_bytes(data['bytes'])})")
+    line("file", f"{file} ({human_bytes(data['bytes'])})")
     line("kind", f"{header.kind} (container format v{header.format_version})")
     line("parameters", f"{header.params_id}" + (f" (profile {data['profile']})" if data["profile"] else ""))
     version = "" if header.key_version is None else f" version {header.key_version}"
@@ -114,5 +116,5 @@ def inspect(
         line("array", f"{a['name']}: {a['dtype']} {tuple(a['shape'])}")
     if len(data["arrays"]) > 8:
         line("array", f"... {len(data['arrays']) - 8} more")
-    line("payload", f"{keysets.human_bytes(header.payload_bytes)}, "
+    line("payload", f"{human_bytes(header.payload_bytes)}, "
                     + ("checksum verified" if verify else "not verified (--verify reads it)"))

@@ -6,11 +6,14 @@ from typing import Annotated, Optional
 
 import typer
 
+from fhectl import keysets
 from fhectl.ckks.params import load_parameters
-from fhectl.cli import console, keysets
+from fhectl.cli import console
 from fhectl.cli.errors import guarded
+from fhectl.cli.messages import print_version, say
 from fhectl.cli.options import Device, Insecure, Json, Keyring, KeyName, Passphrase, Profile
-from fhectl.errors import OutputExistsError
+from fhectl.cli.passphrases import get_passphrase
+from fhectl.errors import InputError
 
 Rotations = Annotated[
     Optional[str],
@@ -28,7 +31,7 @@ def keygen(
     passphrase: Passphrase = None,
     insecure: Insecure = False,
     keyring: Keyring = None,
-    device: Device = "cpu",
+    device: Device = "auto",
     json: Json = False,
 ) -> None:
     """Create a key set (version 1) in the keyring; refuses to overwrite one.
@@ -42,29 +45,33 @@ def keygen(
     scrypt + ChaCha20-Poly1305; without it the file is protected by its mode only.
     """
     params = load_parameters(profile, allow_insecure=insecure)
-    steps = keysets.parse_steps(rotations, params.slots)
+    steps = parse_steps(rotations)
+    keysets.check_steps(steps, params.slots)
     ring = keysets.open_keyring(keyring)
-    if name in ring.list_key_sets():
-        have = ", ".join(f"v{kv.version}" for kv in ring.versions(name))
-        raise OutputExistsError(f"key set {name!r} already exists in {ring.root} ({have}); refusing to overwrite it: "
-                                f"choose another --name, or make a new version with `fhectl rotate --name {name}`")
-    secret_pass = keysets.get_passphrase(passphrase, sealed=False, confirm=True)
+    keysets.refuse_existing(ring, name)  # before asking for a passphrase
+    secret_pass = get_passphrase(passphrase, sealed=False, confirm=True)
     if params.security_bits == 0:
-        keysets.say(f"warning: profile {params.name} is INSECURE (tests and toy examples only)")
-    ctx = keysets.context_for(params, device)
+        say(f"warning: profile {params.name} is INSECURE (tests and toy examples only)")
     with console.progress() as bar:
-        task = bar.add_task("generating keys", total=3 + len(steps) + int(conjugation))
-        sk, secret, public = keysets.generate_key_material(
-            ctx, steps, conjugation, lambda what: bar.update(task, advance=1, description=what))
-        bar.update(task, description="writing the key set")
-        kv = ring.create_key_set(name, 1, profile, params.params_id, sk.key_id, secret, public,
-                                 passphrase=secret_pass, status="primary")
+        task = bar.add_task("generating keys", total=4 + len(steps) + int(conjugation))
+        kv = keysets.create_key_set(ring, name, params, profile, steps, conjugation, passphrase=secret_pass,
+                                    device=device, tick=lambda what: bar.update(task, advance=1, description=what))
     data = keysets.describe_version(kv, params)
     data["keyring"] = str(ring.root)
     if json:
         console.print_json(data)
     else:
-        keysets.print_version(data, console.out)
+        print_version(data, console.out)
     if secret_pass is None:
-        keysets.say("note: the secret key is not passphrase-protected (file mode 0600 only); "
-                    "use --passphrase to seal it at rest")
+        say("note: the secret key is not passphrase-protected (file mode 0600 only); "
+            "use --passphrase to seal it at rest")
+
+
+def parse_steps(text: str | None) -> list[int]:
+    """Rotation steps from "1,2,-1" (checked against the slot count by the library)."""
+    if not text:
+        return []
+    try:
+        return [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise InputError(f"--rotations must be comma-separated integers, got {text!r}") from None

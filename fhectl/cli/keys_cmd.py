@@ -9,12 +9,13 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from fhectl.cli import console, keysets
+from fhectl import keysets
+from fhectl.cli import console
 from fhectl.cli.errors import guarded
+from fhectl.cli.messages import file_size, human_bytes, print_version, say
 from fhectl.cli.options import Device, Force, Insecure, Json, Keyring, KeyName, KeyVersion, Output, Passphrase
+from fhectl.cli.passphrases import passphrase_when_sealed
 from fhectl.errors import FhectlError, InputError, KeyringError
-from fhectl.io.container import bundle_containers, encode_container, write_container
-from fhectl.io.objects import container_to_galois_keys, container_to_switching_key
 
 app = typer.Typer(help="List, show, export, verify and destroy key sets in the keyring.", no_args_is_help=True)
 
@@ -41,7 +42,7 @@ def list_keys(keyring: Keyring = None, json: Json = False) -> None:
         console.print_json({"keyring": str(ring.root), "versions": rows})
         return
     if not rows:
-        keysets.say(f"no key sets in {ring.root} (create one with `fhectl keygen`)")
+        say(f"no key sets in {ring.root} (create one with `fhectl keygen`)")
         return
     if console.out.is_terminal:
         table = Table(title=f"keyring {ring.root}")
@@ -75,12 +76,12 @@ def show(name: KeyName = "default", version: KeyVersion = None, keyring: Keyring
         params = keysets.KeySource.from_keyring(ring, name, kv.version, allow_insecure=True, device="cpu",
                                                 allow_retired=True).params
     except FhectlError as exc:
-        keysets.say(f"warning: cannot load the parameters: {exc}")
+        say(f"warning: cannot load the parameters: {exc}")
     data = keysets.describe_version(kv, params)
     if json:
         console.print_json(data)
     else:
-        keysets.print_version(data, console.out)
+        print_version(data, console.out)
 
 
 @app.command("export")
@@ -103,61 +104,26 @@ def export(
     if json and output == "-":
         raise InputError("--json prints the report on stdout, which the bundle already uses; add -o FILE")
     ring = keysets.open_keyring(keyring)
-    kv = ring.get(name, version)
-    if kv.status == "retired":
-        raise KeyringError(f"key version {kv.version} of {name!r} is retired; export the primary version")
-    wanted = kv.public_files if not files else [f.strip() for f in files.split(",") if f.strip()]
-    missing = sorted(set(wanted) - set(kv.public_files))
-    if missing:
-        raise InputError(f"key set {name!r} v{kv.version} has no public files {missing} "
-                         f"(has: {', '.join(kv.public_files)})")
-    members = {f: ring.read_public(name, kv.version, f) for f in wanted}
-    pk = members.get(keysets.PUBLIC_KEY) or ring.read_public(name, kv.version, keysets.PUBLIC_KEY)
-    literal = pk.meta.get("parameters")
-    meta = {"name": name, "profile": kv.profile, "created": kv.created}
-    if literal is not None:
-        meta["parameters"] = literal
-    bundle = bundle_containers("keyset-public", members, params_id=kv.params_id, key_id=kv.key_id,
-                               key_version=kv.version, meta=meta)
+    bundle = keysets.public_bundle(ring, name, version, [f.strip() for f in files.split(",") if f.strip()]
+                                   if files else None)
+    kv = bundle.version
     if output == "-":
-        data = encode_container(bundle)
+        data = bundle.encode()
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         size = len(data)
     else:
         if not force and Path(output).exists():
             raise InputError(f"{output}: already exists; refusing to overwrite it (--force replaces it)")
-        write_container(output, bundle, mode=0o644, exclusive=not force)
-        size = keysets.file_size(output)
+        bundle.write(output, overwrite=force)
+        size = file_size(output)
     report = {"output": output, "key_set": name, "version": kv.version, "key_id": kv.key_id,
-              "fingerprint": keysets.fingerprint(kv), "files": wanted, "bytes": size}
+              "fingerprint": keysets.fingerprint(kv), "files": bundle.files, "bytes": size}
     if json:
         console.print_json(report)
     else:
-        keysets.say(f"exported {', '.join(wanted)} of key set {name!r} v{kv.version} ({kv.key_id}) to "
-                    f"{output}: {keysets.human_bytes(size)}; no secret material")
-
-
-def _deep_check(ring, name: str, kv, insecure: bool, device: str, passphrase: str | None) -> list[str]:
-    """Load every object into the CKKS layer (residue and shape checks), and the secret against the public key."""
-    notes = []
-    keys = keysets.KeySource.from_keyring(ring, name, kv.version, allow_insecure=insecure, device=device,
-                                          allow_retired=True)
-    keys.public_key()
-    for f in kv.public_files:
-        c = keys.public(f)
-        if c.kind == "galois-keys":
-            container_to_galois_keys(keys.ctx, c, f)
-        elif c.kind in ("relin-key", "switching-key"):
-            container_to_switching_key(keys.ctx, c, c.kind, f)
-    if not kv.has_secret:
-        notes.append("secret key destroyed")
-    elif kv.sealed and passphrase is None and not sys.stdin.isatty():
-        notes.append("secret key not checked (sealed; pass --passphrase)")
-    else:
-        keys.secret_key(passphrase, allow_retired=True)
-        notes.append("secret key matches the public key")
-    return notes
+        say(f"exported {', '.join(bundle.files)} of key set {name!r} v{kv.version} ({kv.key_id}) to "
+            f"{output}: {human_bytes(size)}; no secret material")
 
 
 @app.command("verify")
@@ -168,24 +134,27 @@ def verify(
     passphrase: Passphrase = None,
     insecure: Insecure = False,
     keyring: Keyring = None,
-    device: Device = "cpu",
+    device: Device = "auto",
     json: Json = False,
 ) -> None:
-    """Check fingerprints, permissions, bindings, every key's contents, and the secret against the public key.
+    """Check fingerprints, permissions, bindings, every key's contents, and every key against the secret.
 
-    Exit 6 if anything is wrong."""
+    With the secret at hand (a sealed one needs --passphrase or a terminal), the secret is checked
+    against the public key on every prime, and each relinearization, Galois and rewrap key by a
+    homomorphic round trip (encrypt, evaluate, decrypt on every prime). Exit 6 if anything is wrong."""
     ring = keysets.open_keyring(keyring)
     names = [name] if name else ring.list_key_sets()
     if not names:
         raise KeyringError(f"no key sets in {ring.root}")
+    secret_passphrase = passphrase_when_sealed(passphrase)
     results, failed = [], False
     for n in names:
         versions = [ring.get(n, version)] if version else ring.versions(n)
         for kv in versions:
             entry = {"key_set": n, "version": kv.version, "status": kv.status, "key_id": kv.key_id}
             try:
-                ring.verify(n, kv.version)
-                entry["notes"] = _deep_check(ring, n, kv, insecure, device, passphrase)
+                entry["notes"] = keysets.verify_version(ring, n, kv.version, passphrase=secret_passphrase,
+                                                        allow_insecure=insecure, device=device)
                 entry["ok"] = True
             except FhectlError as exc:
                 entry.update(ok=False, problem=str(exc))
@@ -207,7 +176,7 @@ def verify(
 @app.command("destroy")
 @guarded
 def destroy(
-    version: Annotated[int, typer.Option("--version", "-V", min=1, help="The retired version whose secret to destroy.",
+    version: Annotated[int, typer.Option("--key-version", "-V", min=1, help="The retired version whose secret to destroy.",
                                          show_default=False)],
     name: KeyName = "default",
     yes: Annotated[bool, typer.Option("--yes", help="Confirm: files still under this version become "
@@ -228,5 +197,5 @@ def destroy(
     if json:
         console.print_json({"key_set": name, "version": kv.version, "key_id": kv.key_id, "destroyed": True})
     else:
-        keysets.say(f"destroyed the secret key of {name!r} v{kv.version} ({kv.key_id}): files under it can no "
-                    "longer be decrypted; its public files remain")
+        say(f"destroyed the secret key of {name!r} v{kv.version} ({kv.key_id}): files under it can no "
+            "longer be decrypted; its public files remain")

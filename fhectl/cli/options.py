@@ -1,7 +1,14 @@
-"""Option types shared by several commands, defined once."""
+"""Option types shared by several commands, defined once.
+
+One meaning per flag across every command: a short flag (-p, -n, -V, -o, -f, -b, -d, ...) is declared here or
+by one command only, and `--version` is the program's version (`fhectl --version`), never a key version
+(`--key-version` / `-V`). tests/cli/test_cli_flags.py checks this over the whole command tree. Choices are
+Enums, so a bad choice is a usage error (exit 2) listed in --help.
+"""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,9 +22,26 @@ Insecure = Annotated[
     bool,
     typer.Option("--insecure", help="Allow parameters below 128-bit security (tests and toy examples only)."),
 ]
+
+
+class Choice(str, Enum):
+    """An option's choices: members are their own string values (in f-strings, JSON and comparisons)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class DeviceChoice(Choice):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+# Every command defaults to auto: the CPU unless a usable CUDA GPU is present.
 Device = Annotated[
-    str,
-    typer.Option("--device", "-d", help="Where kernels run: auto (CUDA if a GPU is usable, else CPU), cpu or cuda."),
+    DeviceChoice,
+    typer.Option("--device", "-d", help="Where kernels run: auto (CUDA if a GPU is usable, else CPU), cpu or cuda.",
+                 case_sensitive=False),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")]
 Keyring = Annotated[
@@ -36,7 +60,7 @@ KeySet = Annotated[
 ]
 KeyVersion = Annotated[
     Optional[int],
-    typer.Option("--version", "-V", help="Key version (default: the primary one).", min=1, show_default=False),
+    typer.Option("--key-version", "-V", help="Key version (default: the primary one).", min=1, show_default=False),
 ]
 Passphrase = Annotated[
     Optional[str],

@@ -6,8 +6,8 @@ var + eps entering each LayerNorm (the very value the 1/sqrt circuit receives an
 widened 10x each way but never below eps, |scores| and |GELU inputs| bounded by twice what was seen (at least
 16 and 32), and a residual-stream scale per block with |h| / s <= 64 at the block's input, middle and output.
 Trained GPT-2 carries a few residual features of magnitude 1,000-3,000 on the first token (Sun et al.,
-"Massive Activations in Large Language Models", 2024). The domains are cached next to the weights
-(``fhectl_calibration_<digest>.json``) for the weights they were computed on.
+"Massive Activations in Large Language Models", 2024). ``fhectl.gpt2.pipeline`` caches the domains under
+$XDG_CACHE_HOME/fhectl/calibration (``gpt2-<digest>.json``) for the weights they were computed on.
 """
 
 from __future__ import annotations

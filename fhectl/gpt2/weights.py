@@ -12,8 +12,8 @@ layout and never transpose: c_attn.weight is (n_embd, 3 * n_embd) and is applied
 
 import json
 import math
-import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -22,6 +22,7 @@ import safetensors.numpy
 
 from fhectl.errors import InputError
 from fhectl.gpt2.config import GPT2Config
+from fhectl.hub import is_not_cached, looks_like_path, snapshot
 
 # GPT2LMHeadModel saves its body under "transformer."; GPT2Model (and the "gpt2" repo's own
 # model.safetensors) saves it without. We store names without the prefix.
@@ -34,9 +35,9 @@ _CAUSAL_BUFFER = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)")
 _LM_HEAD = "lm_head.weight"
 
 WEIGHTS_HINT = (
-    "GPT-2 weights cannot be downloaded here. On a machine with network run "
-    "`huggingface-cli download gpt2 config.json model.safetensors --local-dir gpt2`, "
-    "copy the folder over and pass it with --weights DIR"
+    "A GPT-2 checkpoint folder holds config.json and model.safetensors, as the Hugging Face repo "
+    "openai-community/gpt2 does; without --weights, `fhectl infer --model gpt2` fetches that repo into the "
+    "Hugging Face cache (or uses the cached copy)"
 )
 
 
@@ -143,8 +144,7 @@ class GPT2Weights:
         return GPT2Weights(self.config, {name: a.astype(dtype, copy=False) for name, a in self.items()})
 
 
-def load_weights(path) -> GPT2Weights:
-    """Load a Hugging Face GPT-2 folder: config.json and model.safetensors."""
+def _checkpoint_files(path) -> tuple[Path, Path]:
     directory = Path(path)
     if not directory.is_dir():
         raise InputError(f"GPT-2 weights: {directory} is not a folder. {WEIGHTS_HINT}")
@@ -153,14 +153,26 @@ def load_weights(path) -> GPT2Weights:
     for required in (config_path, tensors_path):
         if not required.is_file():
             raise InputError(f"GPT-2 weights: {required} is missing. {WEIGHTS_HINT}")
+    return config_path, tensors_path
+
+
+def load_config(path) -> GPT2Config:
+    """The config of a Hugging Face GPT-2 folder, without reading its weights (checks both files exist)."""
+    config_path, _ = _checkpoint_files(path)
     try:
         data = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise InputError(f"GPT-2 weights: cannot read {config_path}: {err}") from err
     try:
-        config = GPT2Config.from_hf_json(data)
+        return GPT2Config.from_hf_json(data)
     except InputError as err:
         raise InputError(f"{config_path}: {err}") from err
+
+
+def load_weights(path) -> GPT2Weights:
+    """Load a Hugging Face GPT-2 folder: config.json and model.safetensors."""
+    config = load_config(path)
+    _, tensors_path = _checkpoint_files(path)
     try:
         state_dict = safetensors.numpy.load_file(tensors_path)
     except Exception as err:  # safetensors raises its own (Rust-side) error types
@@ -210,62 +222,55 @@ def random_weights(config: GPT2Config, *, seed: int, std: float = 0.02, dtype=np
     return GPT2Weights(config, tensors)
 
 
-# --- finding weights in the local Hugging Face cache -------------------------------------------
+# --- where the weights come from: a folder, or a Hugging Face repo ----------------------------------
 
-# The Hub moved "gpt2" to "openai-community/gpt2"; a cache may hold either name.
-_HUB_ALIASES = {"gpt2": ("gpt2", "openai-community/gpt2")}
-
-
-def hf_hub_cache_dir() -> Path:
-    """The folder huggingface_hub downloads into, resolved the way huggingface_hub resolves it."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HUGGINGFACE_HUB_CACHE"):  # older spelling, still honoured by huggingface_hub
-        return Path(os.environ["HUGGINGFACE_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    cache_home = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(cache_home).expanduser() / "huggingface" / "hub"
+# The Hub's name for OpenAI's GPT-2 (124M), then its older name, which caches made before the move still hold.
+GPT2_REPOS = ("openai-community/gpt2", "gpt2")
+# What a GPT-2 snapshot needs: the config, the weights and the tokenizer files whose published hashes
+# fhectl.gpt2.tokenizer checks (not the PyTorch/TF/Flax/ONNX copies of the same weights).
+GPT2_FILES = ["config.json", "model.safetensors", "vocab.json", "merges.txt"]
 
 
-def _cache_repo_dirs(name: str) -> list[Path]:
-    cache = hf_hub_cache_dir()
-    return [cache / ("models--" + alias.replace("/", "--")) for alias in _HUB_ALIASES.get(name, (name,))]
+@dataclass(frozen=True)
+class Checkpoint:
+    """A GPT-2 checkpoint folder and, when it is a Hugging Face snapshot, the repo it came from."""
+
+    path: Path
+    repo: str | None = None
+
+    @property
+    def is_openai_gpt2(self) -> bool:
+        """Whether this is OpenAI's GPT-2 from the Hub, whose tokenizer files have published hashes."""
+        return self.repo in GPT2_REPOS
+
+    def describe(self) -> str:
+        return f"Hugging Face {self.repo} ({self.path})" if self.repo else str(self.path)
 
 
-def _usable(snapshot: Path) -> bool:
-    # Snapshot files are symlinks into blobs/; is_file() follows them, so a broken download fails here.
-    return (snapshot / "config.json").is_file() and (snapshot / "model.safetensors").is_file()
+def resolve_checkpoint(spec: str | Path | None = None, revision: str | None = None) -> Checkpoint:
+    """The GPT-2 checkpoint to load.
 
-
-def find_hf_cache_model(name: str = "gpt2") -> Path | None:
-    """A snapshot folder of `name` in the Hugging Face cache holding config.json and model.safetensors.
-
-    Layout: <cache>/models--gpt2/snapshots/<revision>/. The revision refs/main points to is preferred,
-    else the most recently written snapshot. None if there is no usable snapshot.
+    ``spec`` is a local folder (used as is), a Hugging Face repo id, or None for OpenAI's GPT-2
+    (openai-community/gpt2, found in the cache under either of its names, else downloaded).
     """
-    for repo in _cache_repo_dirs(name):
-        ref = repo / "refs" / "main"
-        if ref.is_file():
-            snapshot = repo / "snapshots" / ref.read_text().strip()
-            if _usable(snapshot):
-                return snapshot
-        snapshots = repo / "snapshots"
-        if snapshots.is_dir():
-            usable = [s for s in snapshots.iterdir() if _usable(s)]
-            if usable:
-                return max(usable, key=lambda s: s.stat().st_mtime)
-    return None
+    if spec is not None:
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            return Checkpoint(path)
+        if path.exists():
+            raise InputError(f"GPT-2 weights: {path} is not a folder. {WEIGHTS_HINT}")
+        if isinstance(spec, Path) or looks_like_path(str(spec)):
+            raise InputError(f"GPT-2 weights: {path} does not exist. {WEIGHTS_HINT}")
+        return Checkpoint(snapshot(str(spec), GPT2_FILES, revision=revision), str(spec))
+    first = None
+    for repo in GPT2_REPOS:
+        try:
+            return Checkpoint(snapshot(repo, GPT2_FILES, revision=revision), repo)
+        except InputError as err:
+            if not is_not_cached(err):
+                raise
+            first = first or err
+    import huggingface_hub.constants
 
-
-def locate_weights(weights_dir=None, name: str = "gpt2") -> Path:
-    """The folder to load: `weights_dir` if given, else the Hugging Face cache; errors say where we looked."""
-    if weights_dir is not None:
-        return Path(weights_dir)
-    found = find_hf_cache_model(name)
-    if found is None:
-        places = ", ".join(f"{repo}/snapshots/*/" for repo in _cache_repo_dirs(name))
-        raise InputError(
-            f"no {name} weights found: looked for config.json and model.safetensors in {places} "
-            f"(cache from HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub). {WEIGHTS_HINT}")
-    return found
+    raise InputError(f"{first} (Hugging Face cache {huggingface_hub.constants.HF_HUB_CACHE}; set by HF_HUB_CACHE "
+                     f"or HF_HOME). Give a local checkpoint folder with --weights DIR, or allow the download") from None

@@ -40,7 +40,8 @@ are bounded, ``nbytes == prod(shape) * itemsize``, and the arrays tile the paylo
 without overlap. Every failure is a :class:`~fhectl.errors.FormatError` naming the source.
 
 Returned arrays are **writable**, 64-byte aligned views into one private buffer per read (no
-second copy of a large key); changing them never touches the file.
+second copy of a large key); changing them never touches the file. ``read_container(..., mmap=True)``
+returns views of a copy-on-write memory map of the file instead, with the same guarantees.
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ KIND_CODES: dict[str, int] = {
     "switching-key": 7,
     "evaluation-keys": 8,
     "keyset-public": 9,
+    "refresh-request": 10,  # fhectl serve: ciphertexts the server sends its key holder to refresh
+    "refresh-reply": 11,  # ... and the fresh encryptions that come back
+    "slot-masks": 12,  # which slots of a refresh request carry values (uint8 per slot)
 }
 KIND_NAMES: dict[int, str] = {code: name for name, code in KIND_CODES.items()}
 
@@ -444,15 +448,57 @@ def _open_for_reading(source: str) -> BinaryIO:
         raise InputError(f"{source}: cannot read: {exc.strerror or exc}") from None
 
 
+MMAP_HASH_CHUNK = 1 << 24  # bytes hashed per step of a mapped payload: bounded memory touched at once
+
+
+def _map_container(f: BinaryIO, size: int, source: str, expected_kind: str | None, max_bytes: int | None,
+                   hasher=None) -> Container:
+    """Like :func:`_read_container_stream`, but the arrays are views into a copy-on-write map of the file."""
+    header, payload_digest = _read_verified_header(f, size, source, max_bytes, hasher)
+    _check_kind(source, header, expected_kind)
+    n = header.payload_bytes
+    start = f.tell()  # the payload's offset, a multiple of 64: so is every array's address in the map
+    if n == 0:
+        payload = np.empty(0, dtype=np.uint8)
+    else:
+        try:
+            payload = np.memmap(f, dtype=np.uint8, mode="c", offset=start, shape=(n,))
+        except (OSError, ValueError) as exc:
+            raise FormatError(f"{source}: cannot map the payload: {exc}") from None
+    # The digest is taken through the map itself, so what was verified is what the arrays show. fhectl
+    # replaces files by rename (atomic_writer), which leaves a map of the old file intact; a writer
+    # editing the file in place while it is mapped is outside this check, as it is for any reader.
+    digest = hashlib.sha256()
+    for lo in range(0, n, MMAP_HASH_CHUNK):
+        chunk = memoryview(payload[lo:lo + MMAP_HASH_CHUNK])
+        digest.update(chunk)
+        if hasher is not None:
+            hasher.update(chunk)
+    if os.fstat(f.fileno()).st_size != size:
+        raise FormatError(f"{source}: file changed size during the read")
+    if digest.digest() != payload_digest:
+        raise FormatError(f"{source}: payload checksum mismatch (file corrupted)")
+    arrays = {e.name: payload[e.offset:e.offset + e.nbytes].view(DTYPES[e.dtype]).reshape(e.shape)
+              for e in header.arrays}
+    return Container(header.kind, header.params_id, header.key_id, header.key_version, header.meta, arrays)
+
+
 def read_container(path: str | os.PathLike, *, expected_kind: str | None = None, max_bytes: int | None = None,
-                   _hasher=None) -> Container:
+                   mmap: bool = False, _hasher=None) -> Container:
     """Read and fully verify a container file. ``_hasher`` (hashlib object) is fed every byte read.
+
+    ``mmap=True``: the arrays are ``np.memmap`` views of a private copy-on-write map of the file (writable,
+    changes never reach the file), verified against the payload digest through the map before they are
+    returned; pages are read from disk when first touched and the kernel may drop them again, so a server
+    can hold many large key files without holding them in its own memory.
 
     A file that cannot be opened raises InputError; anything wrong inside it, FormatError.
     """
     source = os.fspath(path)
     with _open_for_reading(source) as f:
         size = os.fstat(f.fileno()).st_size
+        if mmap:
+            return _map_container(f, size, source, expected_kind, max_bytes, _hasher)
         return _read_container_stream(f, size, source, expected_kind, max_bytes, _hasher)
 
 

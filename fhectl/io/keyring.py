@@ -20,13 +20,18 @@ and an existing version is never overwritten.
 
 Exactly one primary: promoting a version first writes its manifest as primary, then demotes
 the old primary. A crash in between leaves two primaries; :meth:`Keyring.get` then takes the
-one promoted last (``status_changed``) and the next :meth:`Keyring.set_status` repairs it. The
-status stays in each manifest (one file describes one version completely) rather than in a
-separate per-set index.
+one promoted last (``status_changed``, then the higher version), and the next run that can take
+the key set's lock (any writer, or a read when no writer holds it) repairs the key set: that one
+stays primary, the others become active (they were in use, so files may still be under them),
+with a warning on the ``fhectl.io.keyring`` logger. Promoted last rather than highest version:
+promoting an older version back (a roll-back) is a promotion too, and every reader in between
+already used the one promoted last. The status stays in each manifest (one file describes one
+version completely) rather than in a separate per-set index.
 
-:meth:`Keyring.export_public` writes one container of kind "keyset-public" rather than a tar:
-the same loader, checksums and size limits then protect the import side, and there is no
-archive path handling (tar members with ``../`` names) to get wrong.
+A version's public files travel as one container of kind "keyset-public" (built by
+fhectl.keysets.bundle, read by :func:`read_public_export`) rather than a tar: the same loader,
+checksums and size limits then protect the import side, and there is no archive path handling
+(tar members with ``../`` names) to get wrong.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -47,7 +53,7 @@ from pathlib import Path
 from fhectl.errors import FormatError, KeyMismatchError, KeyringError, OutputExistsError
 
 from .atomic import atomic_write_bytes, fsync_directory, shred_tree
-from .container import (Container, bundle_containers, check_binding, read_container, read_header,
+from .container import (Container, check_binding, decode_container, read_container, read_header,
                         unbundle_containers, write_container)
 from .secret_box import SCRYPT_N, is_sealed, open_container, seal_container
 
@@ -63,6 +69,7 @@ _VERSION_DIR = re.compile(r"v([1-9][0-9]{0,8})\Z")
 _TMP_DIR = re.compile(r"\.v[1-9][0-9]{0,8}\.tmp-[0-9a-f]{8}\Z")  # a version being assembled (see create_key_set)
 _REL_FILE = re.compile(r"(secret|public)/([A-Za-z0-9][A-Za-z0-9._-]{0,63})\.fhe\Z")
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+_log = logging.getLogger(__name__)
 
 
 def default_keyring_path() -> Path:
@@ -153,16 +160,37 @@ def _parse_manifest(path: Path, name: str, version: int) -> KeyVersion:
                       doc["status_changed"], doc["sealed"], files, path.parent)
 
 
+def _current_primary(primaries: list[KeyVersion]) -> KeyVersion:
+    """Of several primaries (a crash between promote and demote), the one promoted last."""
+    return max(primaries, key=lambda kv: (kv.status_changed, kv.version))
+
+
+def _extra_primaries(versions: list[KeyVersion]) -> list[KeyVersion]:
+    """The primaries other than :func:`_current_primary`: what an interrupted promotion leaves behind."""
+    primaries = [kv for kv in versions if kv.status == "primary"]
+    if len(primaries) < 2:
+        return []
+    keep = _current_primary(primaries)
+    return [kv for kv in primaries if kv.version != keep.version]
+
+
 def _manifest_bytes(kv: KeyVersion) -> bytes:
     return (json.dumps(kv.manifest(), indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
-def read_public_export(path: str | os.PathLike, *, max_bytes: int | None = None) -> tuple[dict, dict[str, Container]]:
-    """Read a file written by :meth:`Keyring.export_public`: (its meta, {file name: container})."""
-    bundle = read_container(path, expected_kind="keyset-public", max_bytes=max_bytes)
-    members = unbundle_containers(bundle, os.fspath(path))
+def read_public_export(source: str | os.PathLike | bytes | bytearray | memoryview, *, max_bytes: int | None = None,
+                       source_name: str = "bundle", mmap: bool = False) -> tuple[dict, dict[str, Container]]:
+    """Read a "keyset-public" bundle (see fhectl.keysets.bundle) from a path or from its bytes: (its meta,
+    {file name: container}), every member bound to the bundle's parameters and key. ``mmap``: a path's
+    arrays are memory-mapped views of the file (see read_container)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        bundle = decode_container(source, source_name, expected_kind="keyset-public", max_bytes=max_bytes)
+    else:
+        source_name = os.fspath(source)
+        bundle = read_container(source, expected_kind="keyset-public", max_bytes=max_bytes, mmap=mmap)
+    members = unbundle_containers(bundle, source_name)
     for file, c in members.items():
-        check_binding(c, params_id=bundle.params_id, key_id=bundle.key_id, source=f"{os.fspath(path)} member {file!r}",
+        check_binding(c, params_id=bundle.params_id, key_id=bundle.key_id, source=f"{source_name} member {file!r}",
                       against="the bundle")
     return {k: v for k, v in bundle.meta.items() if k != "members"}, members
 
@@ -254,14 +282,29 @@ class Keyring:
             shred_tree(path)
         if leftovers:
             fsync_directory(str(set_dir))
+        self._repair_primaries(name, versions)
 
-    def _sweep(self, name: str, versions: list[KeyVersion]) -> None:
-        """On a read, clean up after a killed writer if the lock is free (best effort: never fails the read)."""
-        if name in self._held or not self._leftovers(name, versions):
+    def _repair_primaries(self, name: str, versions: list[KeyVersion]) -> None:
+        """Demote every primary but the one promoted last (see the module docstring). Only with the lock held."""
+        extra = _extra_primaries(versions)
+        if not extra:
             return
+        keep = _current_primary([kv for kv in versions if kv.status == "primary"])
+        for kv in extra:
+            self._write_status(kv, "active")
+        _log.warning(f"warning: key set {name!r} had {len(extra) + 1} primary versions (an interrupted promotion); "
+                     f"repaired: v{keep.version}, promoted last, stays primary; "
+                     f"{', '.join(f'v{kv.version}' for kv in extra)} now active")
+
+    def _sweep(self, name: str, versions: list[KeyVersion]) -> bool:
+        """On a read, clean up after a killed writer if the lock is free (best effort: never fails the read).
+        True if it took the lock to clean up (the caller then rereads the manifests)."""
+        if name in self._held or not (self._leftovers(name, versions) or _extra_primaries(versions)):
+            return False
         with contextlib.suppress(KeyringError, OSError):  # held by a live writer, or a read-only keyring
             with self.lock(name):
-                pass
+                return True
+        return False
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -281,7 +324,8 @@ class Keyring:
             known = ", ".join(self.list_key_sets()) or "none"
             raise KeyringError(f"no key set {name!r} in keyring {self.root} (key sets: {known})")
         versions = [_parse_manifest(set_dir / f"v{n}" / MANIFEST, name, n) for n in numbers]
-        self._sweep(name, versions)
+        if self._sweep(name, versions):
+            versions = [_parse_manifest(set_dir / f"v{n}" / MANIFEST, name, n) for n in numbers]
         return versions
 
     def next_version(self, name: str) -> int:
@@ -298,7 +342,7 @@ class Keyring:
             if not primaries:
                 raise KeyringError(f"key set {name!r} has no primary version "
                                    f"(versions: {', '.join(str(kv.version) for kv in all_versions)}); promote one")
-            return max(primaries, key=lambda kv: (kv.status_changed, kv.version))
+            return _current_primary(primaries)
         for kv in all_versions:
             if kv.version == version:
                 return kv
@@ -524,16 +568,3 @@ class Keyring:
                 shred_tree(kv.path / "secret")
                 fsync_directory(str(kv.path))
             return new
-
-    def export_public(self, name: str, version: int | None, dest_path: str | os.PathLike, *,
-                      overwrite: bool = False, allow_retired: bool = False) -> str:
-        """Bundle the version's public containers into one "keyset-public" file; returns its sha256 hex."""
-        kv = self._usable(name, version, allow_retired, "export")
-        members = {file: self.read_public(name, kv.version, file, allow_retired=allow_retired)
-                   for file in kv.public_files}
-        if not members:
-            raise KeyringError(f"key set {name!r} version {kv.version} has no public files to export")
-        bundle = bundle_containers("keyset-public", members, params_id=kv.params_id, key_id=kv.key_id,
-                                   key_version=kv.version,
-                                   meta={"name": name, "profile": kv.profile, "created": kv.created})
-        return write_container(dest_path, bundle, mode=0o644, exclusive=not overwrite)

@@ -16,11 +16,14 @@ import math
 
 import numpy as np
 
+from fhe_kernels.automorphism import galois_element_for_conjugation, galois_element_for_rotation
+from fhectl.ckks import prng
 from fhectl.ckks.ciphertext import Ciphertext
 from fhectl.ckks.context import CKKSContext
 from fhectl.ckks.keys import GaloisKeys, PublicKey, SecretKey, SwitchingKey, check_public_key
+from fhectl.ckks.params import Parameters
 from fhectl.errors import FormatError, KeyMismatchError
-from fhectl.io.container import Container
+from fhectl.io.container import ALIGN, PREFIX_BYTES, Container, canonical_json
 
 
 def _check_params(c: Container, ctx: CKKSContext, source: str) -> None:
@@ -171,40 +174,126 @@ def _switching_shape(ctx: CKKSContext) -> tuple[int, ...]:
     return (len(p.digits(p.max_level)), 2, len(p.all_moduli), p.ring_degree)
 
 
-def _load_switching(ctx: CKKSContext, arr: np.ndarray, key_id: str, source_label: str, source: str) -> SwitchingKey:
+# Switching keys are stored seeded (fhectl.ckks.prng): one array "b/<j>" (L+1+K, N) per digit j and, in
+# the meta (covered by the header digest like every other field), the expansion's name and the 32-byte
+# seed of the a_j; a reader re-expands a. One array per digit because b_j = data[j, 0] is contiguous in
+# memory, so writing a key set copies nothing (a single (dnum, L+1+K, N) array would be a strided view,
+# and the writer would hold a contiguous copy of every key's b at once). Files of the first format, one
+# array "data" (dnum, 2, L+1+K, N) with both halves, still load.
+A_EXPANSION = "a_expansion"
+A_SEED = "a_seed"
+A_SEEDS = "a_seeds"
+
+
+def _seed_from_meta(raw, source: str) -> bytes:
+    if not (isinstance(raw, str) and len(raw) == 2 * prng.SEED_BYTES
+            and all(ch in "0123456789abcdef" for ch in raw)):
+        raise FormatError(f"{source}: the seed of a is not {2 * prng.SEED_BYTES} lowercase hex digits")
+    return bytes.fromhex(raw)
+
+
+def _check_expansion(meta: dict, source: str) -> None:
+    name = meta.get(A_EXPANSION)
+    if name != prng.EXPANSION:
+        raise FormatError(f"{source}: a is expanded by {name!r}, this fhectl knows only {prng.EXPANSION!r}")
+
+
+def _b_names(prefix: str, dnum: int) -> list[str]:
+    return [f"{prefix}b/{j}" for j in range(dnum)]
+
+
+def _seeded_key(ctx: CKKSContext, c: Container, prefix: str, seed: bytes, label: str, source: str,
+                lazy: bool) -> SwitchingKey:
+    """A key from its stored b_j (arrays "<prefix>b/<j>", (L+1+K, N) each) and the seed of its a;
+    data built now or on first use."""
+    want = _switching_shape(ctx)
+    b = [_array(c, name, source, "<u8") for name in _b_names(prefix, want[0])]
+    for name, bj in zip(_b_names(prefix, want[0]), b):
+        if bj.shape != want[2:]:
+            raise FormatError(f"{source}: array {name!r} has shape {bj.shape}, expected {want[2:]}")
+        _check_residues(bj, ctx.params.all_moduli, source, axis_rows=0)
+    p = ctx.params
+
+    def make():
+        data = np.empty(want, dtype=np.uint64)  # (dnum, 2, L+1+K, N)
+        for j, bj in enumerate(b):
+            data[j, 0] = bj
+            data[j, 1] = prng.expand_uniform(seed, label, j, p.all_moduli, p.ring_degree)
+        return ctx.backend.to_device(data)
+
+    if lazy:
+        return SwitchingKey.deferred(make, want, ctx.params_id, c.key_id, label, seed)
+    return SwitchingKey(make(), ctx.params_id, c.key_id, label, seed)
+
+
+def _load_switching(ctx: CKKSContext, arr: np.ndarray, key_id: str, source_label: str, source: str,
+                    lazy: bool = False) -> SwitchingKey:
+    """A key of the first format, both halves stored: (dnum, 2, L+1+K, N)."""
     want = _switching_shape(ctx)
     if arr.shape != want:
         raise FormatError(f"{source}: switching key has shape {arr.shape}, expected {want}")
     _check_residues(arr, ctx.params.all_moduli, source, axis_rows=2)
+    if lazy:
+        return SwitchingKey.deferred(lambda: ctx.backend.to_device(np.ascontiguousarray(arr)), want,
+                                     ctx.params_id, key_id, source_label)
     return SwitchingKey(data=ctx.backend.to_device(np.ascontiguousarray(arr)), params_id=ctx.params_id,
                         key_id=key_id, source=source_label)
 
 
+def _b_half(ctx: CKKSContext, key: SwitchingKey, prefix: str = "") -> dict[str, np.ndarray]:
+    """{"<prefix>b/<j>": b_j}: views of the key's host data, no copy on the CPU."""
+    host = np.asarray(ctx.backend.to_host(key.data))
+    return {name: host[j, 0] for j, name in enumerate(_b_names(prefix, host.shape[0]))}
+
+
 def switching_key_to_container(ctx: CKKSContext, key: SwitchingKey, kind: str, key_version: int | None,
                                meta: dict | None = None) -> Container:
+    """Seeded (b and the seed of a) when the key has a seed; both halves otherwise."""
     full = dict(meta or {})
     full["source"] = key.source
-    return Container(kind, key.params_id, key.key_id, key_version, full,
-                     {"data": np.asarray(ctx.backend.to_host(key.data))})
+    if key.seed is None:
+        return Container(kind, key.params_id, key.key_id, key_version, full,
+                         {"data": np.asarray(ctx.backend.to_host(key.data))})
+    full.update({A_EXPANSION: prng.EXPANSION, A_SEED: key.seed.hex()})
+    return Container(kind, key.params_id, key.key_id, key_version, full, _b_half(ctx, key))
 
 
-def container_to_switching_key(ctx: CKKSContext, c: Container, kind: str, source: str) -> SwitchingKey:
+def container_to_switching_key(ctx: CKKSContext, c: Container, kind: str, source: str, *,
+                               lazy: bool = False) -> SwitchingKey:
+    """``lazy``: build the key's data on first use (with a memory-mapped container, b stays on disk till then)."""
     if c.kind != kind:
         raise FormatError(f"{source} holds a {c.kind}, not a {kind}")
     _check_params(c, ctx, source)
     label = c.meta.get("source")
     if not isinstance(label, str):
         raise FormatError(f"{source}: meta 'source' is missing")
-    return _load_switching(ctx, _array(c, "data", source, "<u8"), c.key_id, label, source)
+    if "data" in c.arrays:  # the first format
+        if sorted(c.arrays) != ["data"]:
+            raise FormatError(f"{source}: arrays {sorted(c.arrays)}, expected ['data'] (the first format)")
+        return _load_switching(ctx, _array(c, "data", source, "<u8"), c.key_id, label, source, lazy)
+    expected = _b_names("", _switching_shape(ctx)[0])
+    if sorted(c.arrays) != sorted(expected):
+        raise FormatError(f"{source}: arrays {sorted(c.arrays)}, expected {expected} (or ['data'], the first format)")
+    _check_expansion(c.meta, source)
+    seed = _seed_from_meta(c.meta.get(A_SEED), source)
+    return _seeded_key(ctx, c, "", seed, label, source, lazy)
 
 
 def galois_keys_to_container(ctx: CKKSContext, gk: GaloisKeys, key_version: int | None) -> Container:
-    arrays = {f"g{g}": np.asarray(ctx.backend.to_host(k.data)) for g, k in sorted(gk.keys.items())}
-    return Container("galois-keys", gk.params_id, gk.key_id, key_version,
-                     {"elements": sorted(gk.keys)}, arrays)
+    """Seeded (arrays "g<g>/b/<j>", seeds in the meta) when every key has a seed; both halves ("g<g>") otherwise."""
+    items = sorted(gk.keys.items())
+    meta: dict = {"elements": [g for g, _ in items]}
+    if items and all(k.seed is not None for _, k in items):
+        meta.update({A_EXPANSION: prng.EXPANSION, A_SEEDS: [k.seed.hex() for _, k in items]})
+        arrays = {name: b for g, k in items for name, b in _b_half(ctx, k, f"g{g}/").items()}
+    else:
+        arrays = {f"g{g}": np.asarray(ctx.backend.to_host(k.data)) for g, k in items}
+    return Container("galois-keys", gk.params_id, gk.key_id, key_version, meta, arrays)
 
 
-def container_to_galois_keys(ctx: CKKSContext, c: Container, source: str = "Galois keys file") -> GaloisKeys:
+def container_to_galois_keys(ctx: CKKSContext, c: Container, source: str = "Galois keys file", *,
+                             lazy: bool = False) -> GaloisKeys:
+    """``lazy``: each key's data is built on first use (see :func:`container_to_switching_key`)."""
     if c.kind != "galois-keys":
         raise FormatError(f"{source} holds a {c.kind}, not Galois keys")
     _check_params(c, ctx, source)
@@ -213,8 +302,71 @@ def container_to_galois_keys(ctx: CKKSContext, c: Container, source: str = "Galo
     if not (isinstance(elements, list) and all(isinstance(g, int) and not isinstance(g, bool) and 0 < g < two_n
                                                 and g % 2 == 1 for g in elements)):
         raise FormatError(f"{source}: meta 'elements' is not a list of odd Galois elements below 2N")
-    if sorted(c.arrays) != sorted(f"g{g}" for g in elements):
+    if len(set(elements)) != len(elements):
+        raise FormatError(f"{source}: meta 'elements' lists a Galois element twice")
+    if A_SEEDS not in c.meta:  # the first format
+        if sorted(c.arrays) != sorted(f"g{g}" for g in elements):
+            raise FormatError(f"{source}: arrays do not match the listed Galois elements")
+        keys = {g: _load_switching(ctx, _array(c, f"g{g}", source, "<u8"), c.key_id, f"galois:{g}", source, lazy)
+                for g in elements}
+        return GaloisKeys(keys=keys, params_id=ctx.params_id, key_id=c.key_id)
+    _check_expansion(c.meta, source)
+    seeds = c.meta[A_SEEDS]
+    if not isinstance(seeds, list) or len(seeds) != len(elements):
+        raise FormatError(f"{source}: meta {A_SEEDS!r} does not list one seed per Galois element")
+    dnum = _switching_shape(ctx)[0]
+    if sorted(c.arrays) != sorted(name for g in elements for name in _b_names(f"g{g}/", dnum)):
         raise FormatError(f"{source}: arrays do not match the listed Galois elements")
-    keys = {g: _load_switching(ctx, _array(c, f"g{g}", source, "<u8"), c.key_id, f"galois:{g}", source)
-            for g in elements}
+    keys = {g: _seeded_key(ctx, c, f"g{g}/", _seed_from_meta(seed, source), f"galois:{g}", source, lazy)
+            for g, seed in zip(elements, seeds)}
     return GaloisKeys(keys=keys, params_id=ctx.params_id, key_id=c.key_id)
+
+
+# -- sizes ----------------------------------------------------------------------------------------
+
+
+def _encoded_bytes(kind: str, params_id: str, key_id: str, key_version: int | None, meta: dict,
+                   arrays: list[tuple[str, str, tuple[int, ...]]]) -> int:
+    """The size of a container file with these fields and arrays (name, dtype, shape), without the arrays:
+    the header is the same canonical JSON :func:`fhectl.io.container.encode_container` writes."""
+    table, cursor = [], 0
+    for name, dtype, shape in arrays:
+        offset = -(-cursor // ALIGN) * ALIGN
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+        table.append({"name": name, "dtype": dtype, "shape": list(shape), "offset": offset, "nbytes": nbytes})
+        cursor = offset + nbytes
+    header = canonical_json({"kind": kind, "params_id": params_id, "key_id": key_id, "key_version": key_version,
+                             "meta": meta, "arrays": table})
+    return -(-(PREFIX_BYTES + len(header)) // ALIGN) * ALIGN + cursor
+
+
+def evaluation_key_bytes(params: Parameters, steps=(), conjugation: bool = False, relin: bool = True, *,
+                         seeded: bool = True, key_version: int | None = 1) -> dict[str, int]:
+    """Bytes of the evaluation-key files of one key version, computed from the parameters alone (no key is
+    generated): {"relin-key": ..., "galois-keys": ..., "total": ...}, each file as the keyring writes it
+    (meta "steps" and "conjugation" on the Galois keys, ``key_version`` set). ``seeded=False`` gives the
+    first format, both halves of every key stored."""
+    n = params.ring_degree
+    dnum, rows = len(params.digits(params.max_level)), len(params.all_moduli)
+    key_id = "k-" + "0" * 12  # the length of new_key_id()
+    seed = "0" * (2 * prng.SEED_BYTES)
+    elements = sorted({galois_element_for_rotation(s, n) for s in steps if s % (n // 2)}
+                      | ({galois_element_for_conjugation(n)} if conjugation else set()))
+    out = {"relin-key": 0, "galois-keys": 0}
+    if relin:
+        meta = {"source": "relin"}
+        if seeded:
+            meta.update({A_EXPANSION: prng.EXPANSION, A_SEED: seed})
+        arrays = ([(name, "<u8", (rows, n)) for name in _b_names("", dnum)] if seeded
+                  else [("data", "<u8", (dnum, 2, rows, n))])
+        out["relin-key"] = _encoded_bytes("relin-key", params.params_id, key_id, key_version, meta, arrays)
+    if elements:
+        meta = {"elements": elements, "steps": list(steps), "conjugation": bool(conjugation)}
+        if seeded:
+            meta.update({A_EXPANSION: prng.EXPANSION, A_SEEDS: [seed] * len(elements)})
+            arrays = [(name, "<u8", (rows, n)) for g in elements for name in _b_names(f"g{g}/", dnum)]
+        else:
+            arrays = [(f"g{g}", "<u8", (dnum, 2, rows, n)) for g in elements]
+        out["galois-keys"] = _encoded_bytes("galois-keys", params.params_id, key_id, key_version, meta, arrays)
+    out["total"] = out["relin-key"] + out["galois-keys"]
+    return out

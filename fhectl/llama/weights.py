@@ -176,8 +176,8 @@ def random_weights(config: LlamaConfig, *, seed: int, std: float = 0.02) -> Llam
     return LlamaWeights(config, tensors)
 
 
-def load_safetensors_dir(path) -> LlamaWeights:
-    """Load a Hugging Face Llama folder: config.json and model.safetensors, or its shards (*.safetensors)."""
+def read_hf_config(path) -> LlamaConfig:
+    """The config.json of a Hugging Face Llama folder, checked."""
     directory = Path(path)
     if not directory.is_dir():
         raise InputError(f"Llama weights: {directory} is not a folder")
@@ -185,11 +185,17 @@ def load_safetensors_dir(path) -> LlamaWeights:
     if not config_path.is_file():
         raise InputError(f"Llama weights: {config_path} is missing")
     try:
-        config = LlamaConfig.from_hf_json(json.loads(config_path.read_text(encoding="utf-8")))
+        return LlamaConfig.from_hf_json(json.loads(config_path.read_text(encoding="utf-8")))
     except (OSError, ValueError) as err:
         raise InputError(f"Llama weights: cannot read {config_path}: {err}") from err
     except InputError as err:
         raise InputError(f"{config_path}: {err}") from err
+
+
+def load_safetensors_dir(path) -> LlamaWeights:
+    """Load a Hugging Face Llama folder: config.json and model.safetensors, or its shards (*.safetensors)."""
+    directory = Path(path)
+    config = read_hf_config(directory)
     files = sorted(directory.glob("*.safetensors"))  # model.safetensors, or model-0000k-of-0000n.safetensors
     if not files:
         raise InputError(f"Llama weights: no *.safetensors file in {directory}")

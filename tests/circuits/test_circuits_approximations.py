@@ -8,9 +8,12 @@ import pytest
 
 from fhectl.circuits import approximations as A
 from fhectl.circuits import polynomial as P
-from fhectl.circuits.levels import SimEvaluator
+from fhectl.circuits.levels import SimEvaluator, trace
+from fhectl.circuits.protocols import Approximation
+from fhectl.circuits.wide import SaturatedProduct, WideInverseSqrt
 from fhectl.ckks.precision import precision_bits
-from fhectl.errors import DomainError, InputError
+from fhectl.errors import DomainError, InputError, LevelError
+from protocol_check import protocol_mismatches
 
 # -- plaintext ---------------------------------------------------------------------------------------------
 
@@ -137,3 +140,32 @@ def test_target_scale_is_met(deep_kit):
     for ap in (A.inverse(1.0, 10.0, max_seed_degree=7), A.inverse_sqrt(1.0, 10.0, max_seed_degree=7),
                A.exp(0.0, 2.0, squarings=2)):
         assert ap.evaluate(ev, ct, target_scale=target).scale == pytest.approx(target, rel=1e-12)
+
+
+# -- the Approximation protocol -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [A.Exp, A.Inverse, A.InverseSqrt, WideInverseSqrt, SaturatedProduct])
+def test_approximations_satisfy_the_protocol(cls):
+    assert protocol_mismatches(cls, Approximation) == []
+
+
+SHARED = ("domain", "reference", "max_error", "depth", "cost", "check_domain", "_target_scale")
+
+
+@pytest.mark.parametrize("ap", [A.exp(-8.0, 0.0, squarings=2), A.inverse(0.5, 8.0, tol=2.0**-16),
+                                A.inverse_sqrt(0.5, 8.0, tol=2.0**-14)], ids=lambda ap: ap.name)
+def test_interpolant_approximations_share_one_implementation(ap, deep_params):
+    assert isinstance(ap, A.InterpolantApproximation) and isinstance(ap, Approximation)
+    assert not set(SHARED) & set(vars(type(ap))), "a subclass repeats the shared code"
+    what, count, levels, products = ap.refinement()
+    c = ap.interpolant.cost()
+    assert ap.domain == ap.interpolant.domain and ap.depth() == ap.interpolant.depth() + levels
+    assert ap.cost() == {"depth": ap.depth(), "ct_mults": c["ct_mults"] + products, "degree": c["degree"],
+                         what: count}
+    x = np.linspace(*ap.domain, 9)
+    assert np.array_equal(ap.reference(x), type(ap).reference(list(x)))  # callable on the class, as before
+    with pytest.raises(DomainError):
+        ap.check_domain([ap.domain[1] + 1.0])
+    with pytest.raises(LevelError, match=f"{ap.name} needs {ap.depth()} levels, the ciphertext is at level"):
+        trace(lambda ev, ct: ap.evaluate(ev, ct), deep_params, level=ap.depth() - 1)

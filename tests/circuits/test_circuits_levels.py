@@ -90,3 +90,67 @@ def test_trace_reports_depth_and_products(deep_params):
     out, counters, steps = trace(lambda ev, ct: P.evaluate(ev, ct, poly), deep_params)
     assert deep_params.max_level - out.level == P.depth(poly) == math.ceil(math.log2(32)) + 1
     assert counters["ct_mults"] == P.cost(poly)["ct_mults"] and steps == set()
+
+
+# -- one set of rules: the simulator and the evaluator raise the same errors ----------------------------
+
+INF = float("inf")
+
+# Each case: fn(ev, fresh, encode) with fresh(level, relinearized) a ciphertext at the top scale.
+MISMATCHES = {
+    "add: scales differ": lambda ev, fresh, enc: ev.add(ev.mul(fresh(), fresh()), fresh()),
+    "sub: sizes differ": lambda ev, fresh, enc: ev.sub(fresh(product=True), ev.mul(fresh(), fresh())),
+    "add: plaintext too low": lambda ev, fresh, enc: ev.add(fresh(), enc([0.5], level=1)),
+    "add: plaintext scale": lambda ev, fresh, enc: ev.add(fresh(), enc([0.5], scale=2.0**30)),
+    "add: infinite constant": lambda ev, fresh, enc: ev.add(fresh(), INF),
+    "sub: NaN constant": lambda ev, fresh, enc: ev.sub(fresh(), complex(float("nan"), 0.0)),
+    "mul: not relinearized": lambda ev, fresh, enc: ev.mul(fresh(product=True), fresh()),
+    "mul: plaintext too low": lambda ev, fresh, enc: ev.mul(fresh(), enc([0.5], level=2)),
+    "mul_const: level 0": lambda ev, fresh, enc: ev.mul_const(fresh(level=0), 0.5),
+    "mul_const: infinite": lambda ev, fresh, enc: ev.mul_const(fresh(), INF),
+    "mul_const: target out of reach": lambda ev, fresh, enc: ev.mul_const(fresh(), 0.5, target_scale=2.0**-80),
+    "mul: infinite constant": lambda ev, fresh, enc: ev.mul(fresh(), INF),
+    "mul_values: level 0": lambda ev, fresh, enc: ev.mul_values(fresh(level=0), [0.5]),
+    "rescale: level 0": lambda ev, fresh, enc: ev.rescale(fresh(level=0)),
+    "drop_level: up": lambda ev, fresh, enc: ev.drop_level(fresh(level=3), 4),
+    "drop_level: below 0": lambda ev, fresh, enc: ev.drop_level(fresh(), -1),
+    "rotate: not relinearized": lambda ev, fresh, enc: ev.rotate(fresh(product=True), 1),
+    "rotate_hoisted: not relinearized": lambda ev, fresh, enc: ev.rotate_hoisted(fresh(product=True), [0, 1]),
+    "conjugate: not relinearized": lambda ev, fresh, enc: ev.conjugate(fresh(product=True)),
+    "unsupported operand": lambda ev, fresh, enc: ev.add(fresh(), "0.5"),
+    # not mismatches: the same outcome on both, no error
+    "rotate by 0 of a product": lambda ev, fresh, enc: ev.rotate(fresh(product=True), 0),
+    "add a complex constant": lambda ev, fresh, enc: ev.add(fresh(), 0.5 + 0.0j),
+    "mul_const onto a target": lambda ev, fresh, enc: ev.mul_const(fresh(), 0.5, target_scale=2.0**30),
+}
+
+
+def _outcome(fn, ev, fresh, encode):
+    try:
+        out = fn(ev, fresh, encode)
+    except Exception as exc:  # noqa: BLE001 - the error itself is what is compared
+        return type(exc), str(exc)
+    out = next(iter(out.values())) if isinstance(out, dict) else out
+    return "ok", out.level, out.scale, out.size
+
+
+@pytest.mark.parametrize("case", list(MISMATCHES))
+def test_simulator_and_evaluator_raise_the_same_errors(case, deep_kit):
+    fn = MISMATCHES[case]
+    kit, sim = deep_kit, SimEvaluator(deep_kit.params)
+
+    def real_fresh(level=None, product=False):
+        ev = kit.evaluator
+        ct = kit.encryptor.encrypt([0.5])
+        ct = ev.mul(ct, ct, relinearize=False) if product else ct
+        return ct if level is None else ev.drop_level(ct, level)
+
+    def sim_fresh(level=None, product=False):
+        ct = sim.fresh(level)
+        return sim.mul(ct, ct, relinearize=False) if product else ct
+
+    real = _outcome(fn, kit.evaluator, real_fresh, kit.evaluator.encoder.encode)
+    simulated = _outcome(fn, sim, sim_fresh, sim.encoder.encode)
+    assert simulated == real
+    assert real[0] != "ok" or case in ("rotate by 0 of a product", "add a complex constant",
+                                       "mul_const onto a target")

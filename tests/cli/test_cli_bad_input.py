@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from clitools import INSECURE, cli, cli_fails, cli_ok
-from fhectl.cli.encrypt_cmd import read_values
+from fhectl.io.arrays import read_values
 from fhectl.errors import InputError
 from fhectl.io import inputs
 

@@ -1,4 +1,5 @@
-"""`fhectl encrypt`, `decrypt` and `inspect`: formats, shapes and dtypes, precision reports, wrong keys."""
+"""`fhectl encrypt`, `decrypt` and `inspect`: formats, shapes and dtypes, precision reports, wrong keys,
+share-safe decryption (flooding bound, floor on s, the per-key budget) and signatures."""
 
 import io
 import json
@@ -9,7 +10,13 @@ import stat
 import numpy as np
 import pytest
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from clitools import INSECURE, SLOTS, cli_fails, cli_ok, subprocess_fhectl
+from fhectl.keysets import KeySource
+from fhectl.io.container import Container, read_container, write_container
+from fhectl.io.keyring import Keyring
 
 # Values of magnitude <= 4 come back within 2^-20 (a fresh tiny-insecure encryption gives ~25 bits).
 TOL = 2.0**-20
@@ -150,30 +157,144 @@ def test_share_safe_decryption_floods_and_reports_the_cost(keyring, tmp_path, da
                               *INSECURE).stdout)
     outs, reps = [], []
     for i in range(2):
-        reps.append(json.loads(cli_ok(keyring, "decrypt", tmp_path / "x.fhe", "--share-safe", "-o",
-                                      tmp_path / f"s{i}.npy", "--json", *INSECURE).stdout))
+        reps.append(json.loads(cli_ok(keyring, "decrypt", tmp_path / "x.fhe", "--share-safe", "--share-budget", "16",
+                                      "-o", tmp_path / f"s{i}.npy", "--json", *INSECURE).stdout))
         outs.append(np.load(tmp_path / f"s{i}.npy"))
     rep = reps[0]
-    # sigma = sqrt(12) 2^(s/2) E: the width exceeds the error bound by 2^15 times sqrt(12).
-    assert rep["flooding_sigma_log2"] == pytest.approx(rep["error_bound_log2"] + 15 + math.log2(math.sqrt(12)),
+    # sigma = sqrt(12 Q) 2^(s/2) B, Q the budget: the width exceeds the error bound by 2^15 times sqrt(12 * 16).
+    assert rep["flooding_sigma_log2"] == pytest.approx(rep["error_bound_log2"] + 15 + math.log2(math.sqrt(12 * 16)),
                                                        abs=0.02)
-    assert rep["precision_cost_bits"] == pytest.approx(15 + math.log2(1 + 6 * math.sqrt(12)), abs=0.2)
+    assert rep["precision_cost_bits"] == pytest.approx(15 + math.log2(1 + 6 * math.sqrt(12 * 16)), abs=0.2)
     assert rep["share_safe_precision_bits"] < plain["predicted_precision_bits"] - 15
+    assert rep["error_bound_log2"] == plain["error_bound_log2"]  # the parameters' bound for a fresh file
     for out in outs:
         err = np.max(np.abs(out - x))
         assert err < 2.0 ** -rep["share_safe_precision_bits"]  # within the predicted (flooded) bound
         assert err > 2.0 ** -plain["predicted_precision_bits"] * 16  # and the noise really is there
     assert not np.array_equal(outs[0], outs[1])  # fresh noise every time
-    weak = json.loads(cli_ok(keyring, "decrypt", tmp_path / "x.fhe", "--share-safe", "-s", "10", "-o",
-                             tmp_path / "w.npy", "--json", *INSECURE).stdout)
-    assert weak["precision_cost_bits"] < rep["precision_cost_bits"] - 9
+    assert [r["ledger"]["decryptions"] for r in reps] == [1, 2] and reps[1]["ledger"]["remaining_at_this_budget"] == 14
+    strong = json.loads(cli_ok(keyring, "decrypt", tmp_path / "x.fhe", "--share-safe", "-s", "40", "--share-budget",
+                               "16", "-o", tmp_path / "w.npy", "--json", *INSECURE).stdout)
+    assert strong["precision_cost_bits"] > rep["precision_cost_bits"] + 4.5
     res = cli_ok(keyring, "decrypt", tmp_path / "x.fhe", "--share-safe", *INSECURE)
     assert "share-safe: added discrete Gaussian noise" in res.stderr and "cost" in res.stderr
 
 
+@pytest.mark.parametrize("weak", ["1", "10", "29"])
+def test_share_safe_statistical_security_has_a_floor(keyring, tmp_path, weak):
+    (tmp_path / "x.txt").write_text("1 2 3\n")
+    encrypt(keyring, tmp_path / "x.txt", tmp_path / "x.fhe")
+    cli_fails(keyring, 2, "decrypt", tmp_path / "x.fhe", "--share-safe", "-s", weak, *INSECURE, match="30")
+
+
+def _scaled_copy(keyring, src, dst, factor):
+    """``src`` with every ciphertext multiplied by ``factor`` and valid checksums: a consistent alteration
+    anyone can make without a key (CKKS is malleable), scaling the message and the error alike."""
+    keys = KeySource.from_keyring(Keyring(keyring), "default", None, allow_insecure=True, device="cpu")
+    c = read_container(src)
+    data = c.arrays["data"]  # (count, size, limbs, N) residues
+    moduli = np.array(keys.params.moduli_q[:data.shape[2]], dtype=object)[None, None, :, None]
+    scaled = (data.astype(object) * factor) % moduli
+    write_container(dst, Container(c.kind, c.params_id, c.key_id, c.key_version, c.meta,
+                                   {"data": scaled.astype(np.uint64)}))
+
+
+def test_share_safe_refuses_a_ciphertext_whose_error_exceeds_the_bound(keyring, tmp_path, data_rng):
+    """A file scaled by 2^9 used to pass (the check allowed 2^10 times the bound), flooded for an error 2^9 times
+    too small: about 12 bits of statistical security instead of 30. Its error shows in the imaginary parts."""
+    x = data_rng.uniform(-1, 1, 300)
+    np.save(tmp_path / "x.npy", x)
+    encrypt(keyring, tmp_path / "x.npy", tmp_path / "x.fhe")
+    _scaled_copy(keyring, tmp_path / "x.fhe", tmp_path / "scaled.fhe", 2**9)
+    # A plain decryption cannot tell: the checksums are unkeyed and the numbers come out 512 times larger.
+    y = decrypt_npy(keyring, tmp_path / "scaled.fhe", tmp_path / "y.npy")
+    assert np.max(np.abs(y - 512 * x)) < 2.0**-10
+    res = cli_fails(keyring, 8, "decrypt", tmp_path / "scaled.fhe", "--share-safe", "-o", tmp_path / "s.npy",
+                    *INSECURE, match="refusing share-safe decryption")
+    assert "error" in res.stderr and not (tmp_path / "s.npy").exists()
+    # Nothing was given out, so nothing was counted.
+    ledger = keyring / ".share-safe-ledger"
+    assert not any(ledger.glob("*.json"))
+    # The decryptor's own, larger bound covers it (and is what gets flooded).
+    rep = json.loads(cli_ok(keyring, "decrypt", tmp_path / "scaled.fhe", "--share-safe", "--error-bound-bits", "30",
+                            "-o", tmp_path / "s.npy", "--json", *INSECURE).stdout)
+    assert rep["error_bound_log2"] == 30 and rep["error_bound_from"] == "your --error-bound-bits"
+
+
+def test_share_safe_decryptions_are_counted_against_the_key_budget(keyring, tmp_path, data_rng):
+    np.save(tmp_path / "x.npy", data_rng.uniform(-1, 1, 600))  # two ciphertexts: two decryptions each time
+    encrypt(keyring, tmp_path / "x.npy", tmp_path / "x.fhe")
+    budget = {"FHECTL_SHARE_BUDGET": "3"}
+    first = json.loads(cli_ok(keyring, "decrypt", tmp_path / "x.fhe", "--share-safe", "-o", tmp_path / "a.npy",
+                              "--json", *INSECURE, env=budget).stdout)
+    assert first["budget"] == 3 and first["ledger"]["decryptions"] == 2
+    cli_ok(keyring, "decrypt", tmp_path / "x.fhe", "-o", tmp_path / "plain.npy", *INSECURE, env=budget)  # not counted
+    res = cli_fails(keyring, 8, "decrypt", tmp_path / "x.fhe", "--share-safe", "-o", tmp_path / "b.npy", *INSECURE,
+                    env=budget, match="budget spent")
+    assert "--exceed-budget" in res.stderr and not (tmp_path / "b.npy").exists()
+    forced = cli_ok(keyring, "decrypt", tmp_path / "x.fhe", "--share-safe", "--exceed-budget", "-o",
+                    tmp_path / "b.npy", *INSECURE, env=budget)
+    assert "over the share-safe budget" in forced.stderr
+    files = list((keyring / ".share-safe-ledger").glob("*.json"))
+    assert len(files) == 1 and oct(stat.S_IMODE(os.stat(files[0]).st_mode)) == "0o600"
+    ledger = json.loads(files[0].read_text())
+    assert ledger["decryptions"] == 4 and ledger["over_budget"] == 2 and ledger["spent"] == "4/3"
+    assert [e["ciphertexts"] for e in ledger["entries"]] == [2, 2] and ledger["entries"][1]["over_budget"]
+    # A larger budget makes each decryption cheaper but cannot undo what was spent.
+    cli_fails(keyring, 8, "decrypt", tmp_path / "x.fhe", "--share-safe", "--share-budget", "1000", *INSECURE,
+              match="budget spent")
+    cli_fails(keyring, 2, "decrypt", tmp_path / "x.fhe", "--share-safe", *INSECURE, env={"FHECTL_SHARE_BUDGET": "0"},
+              match="FHECTL_SHARE_BUDGET")
+
+
+def _ed25519_pair(directory, name):
+    key = Ed25519PrivateKey.generate()
+    private, public = directory / f"{name}.pem", directory / f"{name}.pub"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    private.chmod(0o600)
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public
+
+
+def test_signed_files_verify_and_consistent_alterations_fail(keyring, tmp_path, data_rng):
+    """The checksums are unkeyed, so a consistently altered file decrypts (see the test above); a signature
+    over the whole file is what catches it."""
+    sign, pub = _ed25519_pair(tmp_path, "alice")
+    _, other_pub = _ed25519_pair(tmp_path, "mallory")
+    x = data_rng.uniform(-1, 1, 700)
+    np.save(tmp_path / "x.npy", x)
+    rep = json.loads(encrypt(keyring, tmp_path / "x.npy", tmp_path / "x.fhe", "--sign-key", sign, "--json").stdout)
+    assert rep["signed_by"].startswith("ed25519:")
+    verify = ["--verify-key", pub, "--require-signature"]
+    dec = json.loads(cli_ok(keyring, "decrypt", tmp_path / "x.fhe", "-o", tmp_path / "y.npy", "--json", *verify,
+                            *INSECURE).stdout)
+    assert dec["signature"] == "verified" and dec["signer"] == rep["signed_by"]
+    assert np.max(np.abs(np.load(tmp_path / "y.npy") - x)) < TOL
+    assert "not verified" in cli_ok(keyring, "decrypt", tmp_path / "x.fhe", *INSECURE).stderr
+
+    _scaled_copy(keyring, tmp_path / "x.fhe", tmp_path / "altered.fhe", 3)
+    cli_fails(keyring, 8, "decrypt", tmp_path / "altered.fhe", "-o", tmp_path / "z.npy", *verify, *INSECURE,
+              match="does not match")
+    assert not (tmp_path / "z.npy").exists()
+    cli_fails(keyring, 8, "decrypt", tmp_path / "x.fhe", "--verify-key", other_pub, "--require-signature",
+              *INSECURE, match="not by the verification key")
+    encrypt(keyring, tmp_path / "x.npy", tmp_path / "unsigned.fhe")
+    cli_fails(keyring, 8, "decrypt", tmp_path / "unsigned.fhe", *verify, *INSECURE, match="not signed")
+    cli_ok(keyring, "decrypt", tmp_path / "unsigned.fhe", "--verify-key", pub, *INSECURE)  # not required: allowed
+    cli_fails(keyring, 2, "decrypt", tmp_path / "x.fhe", "--require-signature", *INSECURE, match="--verify-key")
+    sign.chmod(0o644)
+    cli_fails(keyring, 2, "encrypt", tmp_path / "x.npy", "-o", tmp_path / "w.fhe", "--sign-key", sign, *INSECURE,
+              match="chmod 600")
+    cli_fails(keyring, 2, "encrypt", tmp_path / "x.npy", "-o", tmp_path / "w.fhe", "--sign-key", pub, *INSECURE)
+    assert not (tmp_path / "w.fhe").exists()
+
+
 def test_share_safe_help_explains_itself(keyring):
     res = cli_ok(keyring, "decrypt", "--help", env={"COLUMNS": "400"})
-    for words in ("Li and Micciancio", "2^(s/2)", "precision", "--error-bits", "OpenFHE"):
+    for words in ("Li and Micciancio", "2^(s/2)", "precision", "--error-bound-bits", "OpenFHE", "--share-budget",
+                  "--exceed-budget", "unkeyed", "--require-signature"):
         assert words in res.stdout
 
 

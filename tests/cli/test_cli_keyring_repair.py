@@ -1,5 +1,6 @@
 """Issue 12, item 8: a killed rotation's temporary version directory (which can hold a secret key) is
-shredded on the next run, and `keys destroy` shreds the secret material of a retired version.
+shredded on the next run, two primary versions left by a killed rotation are repaired on the next run,
+and `keys destroy` shreds the secret material of a retired version.
 
 A hard link taken before the clean-up shows that the secret's bytes were overwritten, not just unlinked.
 """
@@ -8,7 +9,7 @@ import json
 import os
 import shutil
 
-from clitools import INSECURE, cli, cli_fails, cli_ok
+from clitools import INSECURE, cli_fails, cli_ok
 from fhectl.io.keyring import Keyring
 
 
@@ -88,3 +89,22 @@ def test_a_killed_destroy_is_finished_on_the_next_run(keyring, tmp_path):
     cli_ok(keyring, "keys", "list")
     assert not (v1 / "secret").exists() and not any(peek.read_bytes())
     cli_ok(keyring, "keys", "verify", *INSECURE)
+
+
+def test_two_primaries_left_by_a_killed_rotation_are_repaired_on_the_next_run(keyring):
+    """`rotate` writes the new version as primary, then demotes the old one: killed in between, both are
+    primary. The next command repairs it, says so once, and every command agrees on the primary."""
+    cli_ok(keyring, "rotate", *INSECURE)
+    v1 = keyring / "default" / "v1" / "manifest.json"
+    doc = json.loads(v1.read_text())
+    doc["status"] = "primary"  # the demotion that never happened; its status_changed stays older than v2's
+    doc["status_changed"] = "2000-01-01T00:00:00.000000Z"
+    v1.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+    res = cli_ok(keyring, "keys", "list", "--json")
+    assert "had 2 primary versions" in res.stderr and "v2, promoted last, stays primary; v1 now active" in res.stderr
+    assert [(v["version"], v["status"]) for v in json.loads(res.stdout)["versions"]] == [(1, "active"), (2, "primary")]
+    again = cli_ok(keyring, "keys", "list")
+    assert "primary versions" not in again.stderr  # repaired once, for good
+    cli_ok(keyring, "keys", "verify", *INSECURE)
+    cli_ok(keyring, "rotate", "retire", "1")  # the old primary is an ordinary active version again

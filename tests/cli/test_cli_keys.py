@@ -8,8 +8,9 @@ import stat
 import numpy as np
 
 from clitools import INSECURE, KEYGEN, cli, cli_fails, cli_ok
+from fhectl import keysets
 from fhectl.io.container import read_container
-from fhectl.io.keyring import read_public_export
+from fhectl.io.keyring import Keyring, read_public_export
 
 FAST_PASSPHRASE = "correct horse battery staple"
 
@@ -111,3 +112,12 @@ def test_show_and_list_on_an_empty_keyring(tmp_path):
     cli_fails(tmp_path / "empty", 6, "keys", "show", match="no key set 'default'")
     res = cli_ok(tmp_path / "empty", "keys", "list")
     assert res.stdout == "" and "no key sets" in res.stderr
+
+
+def test_keys_export_writes_exactly_the_key_set_librarys_bundle(keyring, tmp_path):
+    """One bundle format, built in one place (fhectl.keysets.bundle): the command adds nothing by hand."""
+    cli_ok(keyring, "keys", "export", "-o", tmp_path / "cli.fhe")
+    assert (tmp_path / "cli.fhe").read_bytes() == keysets.public_bundle(Keyring(keyring), "default").encode()
+    cli_ok(keyring, "keys", "export", "--files", "public-key", "-o", tmp_path / "pk.fhe")
+    assert (tmp_path / "pk.fhe").read_bytes() == keysets.public_bundle(Keyring(keyring), "default",
+                                                                      files=["public-key"]).encode()

@@ -1,7 +1,7 @@
 """The error bounds decrypt relies on, against measured errors, and the share-safe flooding sampler.
 
 The share-safe width is only as honest as the bound it floods: here the estimate for fresh and
-key-switched files (fhectl.cli.decrypt_cmd) is checked to exceed the error actually measured with
+key-switched files (fhectl.ckks.noise) is checked to exceed the error actually measured with
 the secret key, and the sampler to produce the width it reports.
 """
 
@@ -13,19 +13,20 @@ import pytest
 from clitools import INSECURE, cli_ok
 from fhe_kernels.encoding import encode_slots
 from fhectl.ckks.encryptor import Decryptor
+from fhectl.ckks.noise import (MIN_STATISTICAL_SECURITY, coefficient_error_bound, flooding_width,
+                               fresh_coefficient_bound, key_switch_coefficient_bound, share_safe_error_bound)
 from fhectl.ckks.sampling import SeededRandom
-from fhectl.cli import keysets
-from fhectl.cli.decrypt_cmd import coefficient_error_bound, fresh_coefficient_bound, key_switch_coefficient_bound
-from fhectl.cli.encrypt_cmd import encrypt_array
+from fhectl.io.ciphertext_files import encrypt_array
 from fhectl.io.container import read_container, write_container
 from fhectl.io.keyring import Keyring
 from fhectl.io.objects import container_to_ciphertexts
+from fhectl.keysets import KeySource
 
 NOISE_SEED = "tests/cli/noise"
 
 
 def _keys(keyring, version=None):
-    keys = keysets.KeySource.from_keyring(Keyring(keyring), "default", version, allow_insecure=True, device="cpu")
+    keys = KeySource.from_keyring(Keyring(keyring), "default", version, allow_insecure=True, device="cpu")
     return keys, Decryptor(keys.ctx, keys.secret_key(None))
 
 
@@ -65,7 +66,8 @@ def test_error_bound_estimates_exceed_measured_errors(keyring, tmp_path, data_rn
     assert key_switch_coefficient_bound(params) < fresh_coefficient_bound(params, scale) / 4
 
 
-@pytest.mark.parametrize("error_bound,security", [(700.0, 30), (3.0, 20), (1.0, 4)])
+# Widths 2^26 (two convolution steps), about 10^4 (one) and about 14 (the table sampler directly).
+@pytest.mark.parametrize("error_bound,security", [(700.0, 30), (0.094, 30), (1.2e-4, 30)])
 def test_flooding_sampler_has_the_width_it_reports(keyring, error_bound, security):
     keys, dec = _keys(keyring)
     params = keys.params
@@ -95,3 +97,31 @@ def test_share_safe_rejects_nonsense_bounds(keyring):
             dec.decrypt_share_safe(cts[0], bad)
     with pytest.raises(ValueError):
         dec.decrypt_share_safe(cts[0], 2.0**50)  # a width no int64 sample can carry exactly
+
+
+def test_statistical_security_has_a_floor_of_30_bits(keyring):
+    """-s 1 used to be accepted: 2^(1/2) times the error bound hides nothing."""
+    keys, dec = _keys(keyring)
+    _, cts = encrypt_array(keys, np.ones(4))
+    for weak in (1, 10, 29):
+        with pytest.raises(ValueError, match="30"):
+            dec.decrypt_share_safe(cts[0], 1.0, weak)
+        with pytest.raises(ValueError, match="30"):
+            flooding_width(1.0, weak, 1)
+    assert MIN_STATISTICAL_SECURITY == 30
+    assert flooding_width(1.0, 30, 3) == pytest.approx(6 * 2.0**15)
+
+
+def test_share_safe_bound_never_drops_below_what_the_parameters_give(keyring):
+    """The header's history can only raise the flooded bound; the decryptor's own bound can raise it too,
+    and a computed file (no fresh history) needs the decryptor's own bound."""
+    keys, _ = _keys(keyring)
+    params, scale = keys.params, keys.params.scale
+    fresh = fresh_coefficient_bound(params, scale)
+    assert share_safe_error_bound(params, scale, 0, None)[0] == fresh
+    assert share_safe_error_bound(params, scale, 3, None)[0] == coefficient_error_bound(params, scale, 3)
+    assert share_safe_error_bound(params, scale, 0, fresh / 1000)[0] == fresh  # a lower own bound is ignored
+    assert share_safe_error_bound(params, scale, 0, fresh * 1000)[0] == fresh * 1000
+    assert share_safe_error_bound(params, scale, None, fresh / 1000)[0] == fresh  # the floor, even for computed
+    with pytest.raises(ValueError, match="own noise analysis"):
+        share_safe_error_bound(params, scale, None, None)

@@ -12,8 +12,8 @@ import numpy as np
 
 from clitools import INSECURE, cli, cli_fails, cli_ok, subprocess_env, subprocess_fhectl
 from fhectl.ckks.encryptor import Decryptor
-from fhectl.cli import keysets
-from fhectl.cli.encrypt_cmd import encrypt_array
+from fhectl import keysets
+from fhectl.io.ciphertext_files import encrypt_array
 from fhectl.io.container import read_container, read_header, write_container
 from fhectl.io.keyring import Keyring
 from fhectl.io.objects import container_to_ciphertexts
@@ -206,3 +206,25 @@ def test_second_rotation_rewraps_in_one_hop_from_any_active_version(keyring, tmp
         assert c.key_version == 3 and c.meta["key_switches"] == 1  # one key switch, straight from v1
         got = dec.decrypt(container_to_ciphertexts(keys.ctx, c, name)[0])
         assert np.max(np.abs(got - x)) < TOL
+
+
+def test_keyring_and_bundle_rewraps_of_the_same_files_take_one_lock(keyring, tmp_path, data_rng):
+    """A server rewrapping with a bundle and the key holder rewrapping from the keyring must not run on the
+    same files at once (each would remove the other's temporary files, or rewrap to another version)."""
+    _encrypt_files(keyring, tmp_path / "files", 2, data_rng)
+    cli_ok(keyring, "rotate", *INSECURE)
+    cli_ok(keyring, "keys", "export", "--files", "rewrap-from-v1", "-o", tmp_path / "rewrap.bundle")
+    server = tmp_path / "server-has-no-keyring"
+    meanwhile = []
+
+    def at_each_file(done, total):  # the keyring rewrap holds its locks here
+        if not meanwhile:
+            meanwhile.append(cli(server, "rotate", "rewrap", tmp_path / "files", "--bundle",
+                                 tmp_path / "rewrap.bundle", *INSECURE))
+
+    report = keysets.rewrap_files([tmp_path / "files"], keyring=Keyring(keyring), allow_insecure=True,
+                                  progress=at_each_file)
+    assert len(report.rewrapped) == 2
+    assert meanwhile[0].exit_code == 6 and "another fhectl process is rewrapping files in" in meanwhile[0].stderr
+    with keysets.rewrap.files_lock([tmp_path / "files" / "f0000.fhe"]):  # and the other way round
+        cli_fails(keyring, 6, "rotate", "rewrap", tmp_path / "files", *INSECURE, match="rewrapping files in")

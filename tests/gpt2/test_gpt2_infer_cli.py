@@ -1,26 +1,42 @@
 """`fhectl infer` end to end on a tiny checkpoint written by the test (real loader, real tokenizer)."""
 
 import json
+import os
 import subprocess
 import sys
 
+import huggingface_hub.constants
 import pytest
 from typer.testing import CliRunner
 
 from fhectl.cli.main import app
+from fhectl.gpt2 import pipeline
 from fhectl.gpt2.config import GPT2Config
 from fhectl.gpt2.weights import random_weights, save_weights
+from hfcache import make_hf_snapshot
 
 runner = CliRunner()
 ARGS = ["--profile", "tiny-deep-insecure", "--insecure", "--device", "cpu"]
 
 
+@pytest.fixture(autouse=True)
+def calibration_cache(tmp_path, monkeypatch):
+    """Calibrated domains go to $XDG_CACHE_HOME/fhectl/calibration: a fresh one per test."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    return tmp_path / "xdg-cache" / "fhectl" / "calibration"
+
+
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+def checkpoint_weights():
     # GPT-2's real vocabulary (so the offline tokenizer's ids fit), everything else tiny.
     cfg = GPT2Config(n_layer=2, n_head=2, n_embd=16, n_positions=16, vocab_size=50257)
+    return random_weights(cfg, seed=3, std=0.1)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, checkpoint_weights):
     d = tmp_path_factory.mktemp("tiny-gpt2")
-    save_weights(random_weights(cfg, seed=3, std=0.1), d)
+    save_weights(checkpoint_weights, d)
     return d
 
 
@@ -103,8 +119,61 @@ def test_infer_refuses_prompts_longer_than_a_ciphertext(checkpoint, tmp_path):
     assert res.exit_code == 2 and "shorten the prompt" in res.output
 
 
-def test_missing_hf_cache_says_where_it_looked(prompt, tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+def test_missing_hf_cache_offline_says_where_it_looked(prompt, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     res = runner.invoke(app, ["infer", str(prompt), "--model", "gpt2", *ARGS])
-    assert res.exit_code == 2
-    assert "empty-cache" in res.output and "--weights" in res.output
+    assert res.exit_code == 2, res.output
+    error = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error) == 1 and "empty-cache" in error[0] and "--weights" in error[0], res.stderr
+    assert "openai-community/gpt2" in error[0] and "cannot be downloaded here" not in res.output
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--layers", "13"], "--layers must be in 1..12"),
+    (["--max-new-tokens", "40"], "shorten the prompt"),
+])
+def test_input_errors_come_before_the_weights(prompt, monkeypatch, extra, message):
+    """124M random weights take half a minute to draw: a bad --layers or a long prompt must fail first."""
+    def must_not_run(self):
+        raise AssertionError("weights loaded before the input was checked")
+
+    monkeypatch.setattr(pipeline.ModelSource, "load", must_not_run)
+    res = runner.invoke(app, ["infer", str(prompt), "--random-weights", *ARGS, *extra])
+    assert res.exit_code == 2, res.output
+    assert message in res.stderr
+
+
+def test_a_prompt_with_rich_markup_is_printed_as_it_is(checkpoint, tmp_path):
+    p = tmp_path / "prompt.txt"
+    p.write_text("[/b] :smile:")  # 7 tokens; Rich would fail on [/b] and draw :smile:
+    res = runner.invoke(app, ["infer", str(p), "--weights", str(checkpoint), "--layers", "1", *ARGS])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith("[/b] :smile:")
+
+
+def test_first_run_from_the_hf_cache_piped(tmp_path, checkpoint_weights):
+    """`fhectl infer --model gpt2` as a user runs it offline with a filled cache, output piped to a log:
+    the Hub's snapshot is found through HF_HOME, its tokenizer files pass the published-hash check, every
+    stage announces itself on a plain line, and no line is cut or wrapped at 80 columns."""
+    make_hf_snapshot(tmp_path / "hf" / "hub", "openai-community/gpt2", "c" * 40, checkpoint_weights)
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("Hello world, this is")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "COLUMNS", "FHECTL_DEBUG"))}
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", XDG_CACHE_HOME=str(tmp_path / "xdg"),
+               NUMBA_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "fhectl.cli", "infer", str(prompt), "--model", "gpt2", "--layers", "1",
+                           *ARGS], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Hello world, this is")
+    lines = proc.stderr.splitlines()
+    for stage in ("model config and tokenizer", "loading weights", "calibrating approximation domains",
+                  "generating keys"):
+        assert f"{stage}" in proc.stderr and any(ln.startswith(stage) and ln.endswith(" ...") for ln in lines), stage
+    assert any(ln.startswith("  block 0: ") for ln in lines)
+    model = next(ln for ln in lines if ln.startswith("model: "))
+    assert "openai-community/gpt2" in model
+    refreshes = next(ln for ln in lines if ln.startswith("client refreshes: "))
+    assert len(refreshes) > 80 and refreshes.endswith(" on cpu")  # one line, not wrapped at 80 columns
+    assert "\x1b[" not in proc.stderr

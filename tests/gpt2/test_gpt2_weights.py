@@ -2,15 +2,19 @@
 
 import json
 import os
+import subprocess
+import sys
 
+import huggingface_hub.constants
 import numpy as np
 import pytest
 import safetensors.numpy
 
 from fhectl.errors import InputError
 from fhectl.gpt2.config import GPT2Config
-from fhectl.gpt2.weights import (GPT2Weights, expected_shapes, find_hf_cache_model, load_weights,
-                                 locate_weights, random_weights, save_weights)
+from fhectl.gpt2.weights import (Checkpoint, GPT2Weights, expected_shapes, load_config, load_weights, random_weights,
+                                 resolve_checkpoint, save_weights)
+from hfcache import make_hf_snapshot
 
 
 def _write_checkpoint(directory, config, state_dict):
@@ -92,7 +96,7 @@ def test_missing_files_and_bad_config(tmp_path, tiny_config, tiny_weights):
         load_weights(tmp_path / "nowhere")
     ckpt = save_weights(tiny_weights, tmp_path / "ckpt")
     (ckpt / "model.safetensors").unlink()
-    with pytest.raises(InputError, match=r"model\.safetensors is missing.*huggingface-cli download"):
+    with pytest.raises(InputError, match=r"model\.safetensors is missing.*openai-community/gpt2"):
         load_weights(ckpt)
     save_weights(tiny_weights, ckpt)
     (ckpt / "config.json").write_text(json.dumps({**tiny_config.to_hf_json(), "n_head": 3}))
@@ -124,59 +128,78 @@ def test_block_view_uses_relative_names(tiny_weights):
         tiny_weights.block(2)
 
 
-# --- the Hugging Face cache ---------------------------------------------------------------------
+# --- the Hugging Face cache, through huggingface_hub ------------------------------------------------
+
+COMMIT_A = "a" * 40
+COMMIT_B = "b" * 40
 
 
 @pytest.fixture
-def hf_cache(tmp_path, monkeypatch):
-    cache = tmp_path / "hub"
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    return cache
-
-
-def _snapshot(cache, repo, revision, weights):
-    return save_weights(weights, cache / repo / "snapshots" / revision)
-
-
-def test_cache_prefers_the_revision_refs_main_names(hf_cache, tiny_weights):
-    old = _snapshot(hf_cache, "models--gpt2", "aaaa", tiny_weights)
-    newer = _snapshot(hf_cache, "models--gpt2", "bbbb", tiny_weights)
-    os.utime(old, (1_000_000, 1_000_000))
-    os.utime(newer, (2_000_000, 2_000_000))
-    assert find_hf_cache_model("gpt2") == newer  # without refs/main: the newest snapshot
-    (hf_cache / "models--gpt2" / "refs").mkdir()
-    (hf_cache / "models--gpt2" / "refs" / "main").write_text("aaaa\n")
-    assert find_hf_cache_model("gpt2") == old
-    assert load_weights(locate_weights(name="gpt2")).config == tiny_weights.config
-
-
-def test_cache_finds_the_openai_community_name(hf_cache, tiny_weights):
-    snap = _snapshot(hf_cache, "models--openai-community--gpt2", "cccc", tiny_weights)
-    assert find_hf_cache_model("gpt2") == snap
-
-
-def test_cache_skips_a_snapshot_without_safetensors(hf_cache, tiny_weights):
-    snap = _snapshot(hf_cache, "models--gpt2", "dddd", tiny_weights)
-    (snap / "model.safetensors").unlink()
-    assert find_hf_cache_model("gpt2") is None
-
-
-def test_hf_home_is_used_when_hub_cache_is_not_set(tmp_path, monkeypatch, tiny_weights):
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        monkeypatch.delenv(var, raising=False)
+def offline_hub(tmp_path, monkeypatch):
+    """An HF_HOME whose cache holds nothing yet, with the network switched off."""
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    snap = _snapshot(tmp_path / "hf" / "hub", "models--gpt2", "eeee", tiny_weights)
-    assert find_hf_cache_model() == snap
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads both variables once, at import; set what it read too.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    return tmp_path / "hf" / "hub"
 
 
-def test_nothing_found_says_where_and_how(hf_cache):
-    assert find_hf_cache_model("gpt2") is None
+def test_default_gpt2_resolves_from_the_offline_cache(offline_hub, tiny_weights):
+    snap = make_hf_snapshot(offline_hub, "openai-community/gpt2", COMMIT_A, tiny_weights)
+    found = resolve_checkpoint()
+    assert found.path == snap and found.repo == "openai-community/gpt2" and found.is_openai_gpt2
+    assert load_weights(found.path).config == tiny_weights.config
+
+
+def test_the_old_repo_name_is_found_too(offline_hub, tiny_weights):
+    snap = make_hf_snapshot(offline_hub, "gpt2", COMMIT_A, tiny_weights)
+    assert resolve_checkpoint() == Checkpoint(snap, "gpt2")
+
+
+def test_revisions_and_repo_ids(offline_hub, tiny_weights):
+    a = make_hf_snapshot(offline_hub, "someone/tiny-gpt2", COMMIT_A, tiny_weights)
+    b = make_hf_snapshot(offline_hub, "someone/tiny-gpt2", COMMIT_B, tiny_weights, ref="v2")
+    assert resolve_checkpoint("someone/tiny-gpt2") == Checkpoint(a, "someone/tiny-gpt2")  # refs/main
+    assert resolve_checkpoint("someone/tiny-gpt2", revision="v2").path == b
+    assert resolve_checkpoint("someone/tiny-gpt2", revision=COMMIT_A).path == a
+    assert not resolve_checkpoint("someone/tiny-gpt2").is_openai_gpt2
+
+
+def test_nothing_cached_offline_is_one_line_naming_the_cache(offline_hub):
     with pytest.raises(InputError) as info:
-        locate_weights(name="gpt2")
+        resolve_checkpoint()
     message = str(info.value)
-    assert str(hf_cache / "models--gpt2") in message
-    assert str(hf_cache / "models--openai-community--gpt2") in message
-    assert "huggingface-cli download gpt2 config.json model.safetensors" in message
-    assert "--weights DIR" in message
+    assert "\n" not in message
+    assert "openai-community/gpt2" in message and str(offline_hub) in message and "--weights DIR" in message
+    assert "cannot be downloaded here" not in message
+    with pytest.raises(InputError, match="someone/absent"):
+        resolve_checkpoint("someone/absent")
+
+
+def test_local_folders_are_used_as_they_are(tmp_path, tiny_weights):
+    save_weights(tiny_weights, tmp_path / "ckpt")
+    assert resolve_checkpoint(tmp_path / "ckpt") == Checkpoint(tmp_path / "ckpt")
+    assert resolve_checkpoint(str(tmp_path / "ckpt")).repo is None
+    with pytest.raises(InputError, match="is not a folder"):
+        resolve_checkpoint(tmp_path / "ckpt" / "config.json")
+    with pytest.raises(InputError, match="does not exist"):
+        resolve_checkpoint(str(tmp_path / "absent"))
+
+
+def test_hf_home_and_offline_are_read_from_the_environment(tmp_path, tiny_weights):
+    """In a fresh interpreter, as a user runs it: HF_HOME and HF_HUB_OFFLINE only, nothing patched."""
+    make_hf_snapshot(tmp_path / "hf" / "hub", "openai-community/gpt2", COMMIT_A, tiny_weights)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
+    code = "from fhectl.gpt2.weights import resolve_checkpoint; print(resolve_checkpoint().path)"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(tmp_path / "hf" / "hub" / "models--openai-community--gpt2" / "snapshots"
+                                      / COMMIT_A)
+
+
+def test_load_config_reads_no_weights(tmp_path, tiny_weights):
+    save_weights(tiny_weights, tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"not read")
+    assert load_config(tmp_path) == tiny_weights.config

@@ -154,7 +154,8 @@ def test_bundle_round_trip(sample_containers):
 def test_kind_codes_are_stable():
     # Codes are written to disk: changing one breaks every existing file.
     assert KIND_CODES == {"ciphertext": 1, "plaintext": 2, "public-key": 3, "secret-key": 4, "relin-key": 5,
-                          "galois-keys": 6, "switching-key": 7, "evaluation-keys": 8, "keyset-public": 9}
+                          "galois-keys": 6, "switching-key": 7, "evaluation-keys": 8, "keyset-public": 9,
+                          "refresh-request": 10, "refresh-reply": 11, "slot-masks": 12}
 
 
 def test_io_layer_does_not_import_ckks():
@@ -181,3 +182,43 @@ def test_unreadable_path_is_an_input_error(tmp_path):
         read_container(tmp_path / "missing.fhe")
     with pytest.raises(InputError, match="cannot read"):
         read_header(tmp_path)
+
+
+# -- memory-mapped reading ----------------------------------------------------------------------
+
+
+def test_mmap_read_gives_verified_memmaps(tmp_path, sample_containers):
+    for i, c in enumerate(sample_containers):
+        path = tmp_path / f"obj{i}.fhe"
+        fingerprint = write_container(path, c)
+        hasher = hashlib.sha256()
+        back = read_container(path, expected_kind=c.kind, mmap=True, _hasher=hasher)
+        assert back == c == read_container(path)
+        assert hasher.hexdigest() == fingerprint  # the keyring's whole-file fingerprint still works
+        payload = [a for a in back.arrays.values() if a.size]
+        assert all(isinstance(a, np.memmap) and a.ctypes.data % 64 == 0 for a in payload)
+        for a in payload:
+            a[...] = 0  # writable, copy-on-write: private to this read
+        assert read_container(path) == c and path.read_bytes() == encode_container(c)
+
+
+def test_mmap_read_of_an_empty_payload(tmp_path):
+    c = Container("plaintext", "ab", "k-1", None, {}, {"none": np.zeros((0, 2), np.uint64)})
+    write_container(tmp_path / "e.fhe", c)
+    assert read_container(tmp_path / "e.fhe", mmap=True) == c
+
+
+def test_mmap_read_verifies_the_payload(tmp_path, sample_containers):
+    path = tmp_path / "ct.fhe"
+    write_container(path, sample_containers[0])
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 1
+    path.write_bytes(bytes(raw))
+    with pytest.raises(FormatError, match="payload checksum mismatch"):
+        read_container(path, mmap=True)
+    path.write_bytes(bytes(raw[:-8]))
+    with pytest.raises(FormatError, match="truncated"):
+        read_container(path, mmap=True)
+    with pytest.raises(FormatError, match="expected a public-key"):
+        write_container(path, sample_containers[0])
+        read_container(path, mmap=True, expected_kind="public-key")

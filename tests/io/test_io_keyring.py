@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from fhectl.errors import FormatError, KeyMismatchError, KeyringError, OutputExistsError
-from fhectl.io.container import Container, read_container
+from fhectl.io.container import Container, bundle_containers, read_container, write_container
 from fhectl.io.keyring import Keyring, default_keyring_path, read_public_export
 
 FAST_N = 2**15
@@ -105,14 +105,27 @@ def test_new_primary_demotes_old(ring, key_containers):
     assert [kv.status for kv in ring.versions("ks")] == ["active", "active", "primary"]
 
 
-def test_crash_between_promote_and_demote_is_repaired(two_versions):
+def test_crash_between_promote_and_demote_is_repaired_on_the_next_read(two_versions, caplog):
     ring, _, _ = two_versions
-    v2 = ring.get("default", 2)
-    ring._write_status(v2, "primary")  # what a crash after the first of the two manifest writes leaves
-    assert [kv.status for kv in ring.versions("default")] == ["primary", "primary"]
-    assert ring.get("default").version == 2  # the one promoted last
+    writer = Keyring(ring.root)
+    with writer.lock("default"):  # a live writer between its two writes: a reader must not repair
+        writer._write_status(writer.get("default", 2), "primary")  # what a crash after the first write leaves
+        assert [kv.status for kv in Keyring(ring.root).versions("default")] == ["primary", "primary"]
+        assert Keyring(ring.root).get("default").version == 2  # the one promoted last
+    with caplog.at_level("WARNING", logger="fhectl.io.keyring"):
+        assert [kv.status for kv in Keyring(ring.root).versions("default")] == ["active", "primary"]
+    assert "had 2 primary versions" in caplog.text and "v2, promoted last, stays primary; v1 now active" in caplog.text
+    assert [kv.status for kv in Keyring(ring.root).versions("default")] == ["active", "primary"]  # stays repaired
+
+
+def test_an_interrupted_roll_back_keeps_the_version_promoted_last(two_versions):
+    """Promoting an older version back is a promotion too: the repair keeps it, not the highest version."""
+    ring, _, _ = two_versions
     ring.set_status("default", 2, "primary")
-    assert [kv.status for kv in ring.versions("default")] == ["active", "primary"]
+    ring._write_status(ring.get("default", 1), "primary")  # roll back to v1, killed before demoting v2
+    with ring.lock("default"):  # any writer repairs first
+        pass
+    assert [kv.status for kv in ring.versions("default")] == ["primary", "active"]
 
 
 def test_refuses_to_overwrite_a_version(two_versions, key_containers):
@@ -160,19 +173,22 @@ def test_verify_detects_loose_permissions_and_strays(two_versions):
     assert "lets others read a secret" in str(info.value) and "public/extra.fhe: not listed" in str(info.value)
 
 
-def test_export_public(two_versions, tmp_path):
+def test_read_public_export_from_a_path_or_bytes(two_versions, tmp_path):
     ring, (_, p1), _ = two_versions
+    members = {f: ring.read_public("default", 1, f) for f in ring.get("default", 1).public_files}
+    first = members["public-key"]
+    bundle = bundle_containers("keyset-public", members, params_id=first.params_id, key_id=first.key_id,
+                               key_version=1, meta={"name": "default"})
     dest = tmp_path / "default-v1.pub.fhe"
-    ring.export_public("default", 1, dest)
-    meta, members = read_public_export(dest)
-    assert meta["name"] == "default" and meta["profile"] == "tiny-insecure"
-    assert members.keys() == {"public-key", "relin-key"}
-    assert members["public-key"].arrays["data"].tobytes() == p1["public-key"].arrays["data"].tobytes()
-    assert read_container(dest).kind == "keyset-public"
-    with pytest.raises(OutputExistsError):
-        ring.export_public("default", 1, dest)
+    write_container(dest, bundle)
+    for source in (dest, dest.read_bytes()):
+        meta, got = read_public_export(source)
+        assert meta == {"name": "default"} and got.keys() == {"public-key", "relin-key"}
+        assert got["public-key"].arrays["data"].tobytes() == p1["public-key"].arrays["data"].tobytes()
     with pytest.raises(FormatError, match="holds a keyset-public, expected a ciphertext"):
         read_container(dest, expected_kind="ciphertext")
+    with pytest.raises(FormatError):
+        read_public_export(dest.read_bytes()[:-10])
 
 
 def test_lock_conflicts_with_second_fd_in_same_process(ring):

@@ -68,3 +68,29 @@ def test_chat_wraps_the_prompt_and_system_needs_chat(checkpoint, prompt, tmp_pat
     assert res.exit_code == 2 and "--system only applies with --chat" in res.output
     res = runner.invoke(app, ["infer", str(prompt), "--weights", str(checkpoint), "--chat", *ARGS])
     assert res.exit_code == 2 and "--system ''" in res.output  # the default system turn is the hint
+
+
+def test_input_errors_come_before_the_weights_are_read(checkpoint, tmp_path, monkeypatch):
+    """The prompt and flags are checked against config.json and the tokenizer; the weights are never read."""
+    import fhectl.llama.pipeline as pipeline
+
+    def no_weights(path):
+        raise AssertionError("the weights were read before the input was checked")
+
+    monkeypatch.setattr(pipeline, "load_safetensors_dir", no_weights)
+    long = tmp_path / "long.txt"
+    long.write_text("word " * 40)
+    res = runner.invoke(app, ["infer", str(long), "--weights", str(checkpoint), *ARGS])
+    assert res.exit_code == 2 and "fit one ciphertext" in res.output
+    short = tmp_path / "short.txt"
+    short.write_text("Hi")
+    res = runner.invoke(app, ["infer", str(short), "--weights", str(checkpoint), "--layers", "3", *ARGS])
+    assert res.exit_code == 2 and "--layers must be in 0..2" in res.output
+
+
+def test_the_gguf_header_gives_the_config_and_tokenizer_without_the_tensors(smollm2):
+    from fhectl.llama.gguf import read_gguf_header
+
+    config, tok = read_gguf_header()
+    assert config == smollm2[0].config
+    assert tok.encode("The capital of France is") == smollm2[1].encode("The capital of France is")

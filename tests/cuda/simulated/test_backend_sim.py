@@ -196,10 +196,10 @@ def test_device_selection_under_the_simulator():
 
 def run_operations(params, device, seed):
     """The same keys, randomness and operations on one backend: ciphertexts (host) and decryptions."""
-    ctx = CKKSContext(params, device=device)
-    if device == "cuda":
-        assert isinstance(ctx.backend, CudaBackend)
-        ctx.backend = CudaBackend(ctx.tables, TINY)  # tiny blocks: multi-block, multi-pass
+    if device == "cuda":  # tiny blocks: multi-block, multi-pass
+        ctx = CKKSContext(params, backend_factory=lambda tables: CudaBackend(tables, TINY))
+    else:
+        ctx = CKKSContext(params, device=device)
     kg = KeyGenerator(ctx, SeededRandom(f"{seed}/keys"))
     sk = kg.secret_key()
     enc = Encryptor(ctx, kg.public_key(sk), SeededRandom(f"{seed}/enc"))

@@ -1,5 +1,7 @@
 """The `layers` and `block` benchmark suites: encrypted GPT-2 building blocks at each batch size.
 
+Timed with ``fhectl.bench.timing.measure``, the timing path of every suite.
+
 The batch size is the number of tokens packed per ciphertext. Every result
 carries the error of what was timed against float64, the rotation and
 key-switch counts, the levels used, and tokens per second. Weights are
@@ -9,16 +11,16 @@ the layer shapes and costs do not depend on the weight values.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
+from fhectl.bench.timing import measure
 from fhectl.ckks.params import Parameters
 from fhectl.ckks.precision import precision_bits
 from fhectl.ckks.sampling import SeededRandom
 from fhectl.circuits.packing import Layout
 from fhectl.circuits.refresh import ClientRefresh, Stats
 from fhectl.circuits.transformer import Segments, StageClock
+from fhectl.errors import InputError
 from fhectl.gpt2.calibration import calibrate
 from fhectl.gpt2.config import GPT2Config
 from fhectl.gpt2.inference import EncryptedGPT2
@@ -33,28 +35,32 @@ def quick_model_config() -> GPT2Config:
     return GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=16, vocab_size=64)
 
 
-def _result(suite, name, batch, device, seconds: list[float], prec, counters, levels, note=None, stages=None):
-    s = sorted(seconds)
-    q = lambda f: s[min(len(s) - 1, int(round(f * (len(s) - 1))))]  # noqa: E731
-    med = float(np.median(s))
+def max_batch(params: Parameters, cfg: GPT2Config) -> int:
+    """The most tokens one ciphertext holds for this model: softmax rows must fit one head."""
+    return min(Layout.max_tokens(params.slots, cfg.n_embd), cfg.head_size, cfg.n_positions)
+
+
+def check_batch_sizes(params: Parameters, cfg: GPT2Config, batch_sizes) -> None:
+    limit = max_batch(params, cfg)
+    too_big = [b for b in batch_sizes if b > limit]
+    if too_big:
+        raise InputError(f"batch size(s) {too_big} exceed the {limit} tokens one ciphertext holds "
+                         f"at {params.name} with n_embd {cfg.n_embd}")
+
+
+def _result(suite, name, batch, device, timing, prec, counters, levels, note=None, stages=None):
+    med = timing.median_s
     return {
         "suite": suite, "name": name, "impl": "fhectl", "batch_size": batch, "device": device,
-        "timing": {"median_s": med, "p25_s": q(0.25), "p75_s": q(0.75), "iqr_s": q(0.75) - q(0.25),
-                   "min_s": s[0], "max_s": s[-1], "repeats": len(s), "samples_s": seconds},
-        "precision_bits": prec, "tokens_per_s": batch / med if med > 0 else None,
+        "timing": timing.as_dict(), "precision_bits": prec, "tokens_per_s": batch / med if med > 0 else None,
         "counters": counters, "levels_used": levels, "note": note, "stages": stages,
     }
 
 
 def _timed(fn, repeat: int, warmup: int):
-    for _ in range(warmup):
-        fn()
-    out, times = None, []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return out, times
+    """(last result, Timing) of ``fn()``; the one timing path (``fhectl.bench.timing.measure``)."""
+    timing, out = measure(lambda _: fn(), repeat=repeat, warmup=warmup)
+    return out, timing
 
 
 def run(params: Parameters, suites, batch_sizes, device="cpu", repeat=3, warmup=1, tick=lambda s: None,
@@ -63,11 +69,9 @@ def run(params: Parameters, suites, batch_sizes, device="cpu", repeat=3, warmup=
     w = random_weights(cfg, seed=WEIGHTS_SEED)
     model = GPT2(w)
     note = f"GPT-2-shaped random weights (seed {WEIGHTS_SEED}), n_embd {cfg.n_embd}, {cfg.n_head} heads"
-    limit = min(Layout.max_tokens(params.slots, cfg.n_embd), cfg.head_size)  # softmax rows fit one head
+    check_batch_sizes(params, cfg, batch_sizes)
     results = []
     for batch in batch_sizes:
-        if batch > min(limit, cfg.n_positions):
-            raise ValueError(f"batch size {batch} exceeds the {min(limit, cfg.n_positions)} tokens one ciphertext holds")
         rng = np.random.default_rng(batch)  # benchmark inputs, not key material
         prompts = [list(rng.integers(0, cfg.vocab_size, batch)) for _ in range(4)]
         domains = calibrate(model, prompts, n_layer=1)
@@ -95,11 +99,11 @@ def run(params: Parameters, suites, batch_sizes, device="cpu", repeat=3, warmup=
             for name, (lin, inp) in linears.items():
                 cts = [client.encryptor.encrypt(v, level=1) for v in lin.pack_input(inp)]  # as in the block
                 before = dict(ev.counters)
-                outs, times = _timed(lambda: lin.apply(ev, cts), repeat, warmup)
+                outs, timing = _timed(lambda: lin.apply(ev, cts), repeat, warmup)
                 got = lin.unpack_output([client.decryptor.decrypt(c, params.slots).real for c in outs], batch)
                 want = inp @ lin.weight + (lin.bias if lin.bias is not None else 0)
                 per_run = {k: v // (repeat + warmup) for k, v in counters_since(before).items()}
-                results.append(_result("layers", name, batch, dev, times, precision_bits(got, want), per_run,
+                results.append(_result("layers", name, batch, dev, timing, precision_bits(got, want), per_run,
                                        cts[0].level - outs[0].level, note))
                 tick(f"layers {name} x{batch}")
             for name, ap in (("gelu", block.gelu), ("layernorm 1/sqrt", block.rsqrt_1)):
@@ -108,9 +112,9 @@ def run(params: Parameters, suites, batch_sizes, device="cpu", repeat=3, warmup=
                 ct = client.encryptor.encrypt(xs)
                 stats = Stats()
                 refresh = ClientRefresh(client, stats)
-                out, times = _timed(lambda: ap.evaluate(ev, ct, refresh=refresh), repeat, warmup)
+                out, timing = _timed(lambda: ap.evaluate(ev, ct, refresh=refresh), repeat, warmup)
                 got = client.decryptor.decrypt(out, params.slots).real
-                results.append(_result("layers", name, batch, dev, times, precision_bits(got, ap.reference(xs)),
+                results.append(_result("layers", name, batch, dev, timing, precision_bits(got, ap.reference(xs)),
                                        {"client_refreshes": stats.refresh_round_trips // (repeat + warmup)},
                                        ap.depth(), f"{note}; {ap.name} on [{a:.3g}, {b:.3g}]"))
                 tick(f"layers {name} x{batch}")
@@ -127,11 +131,11 @@ def run(params: Parameters, suites, batch_sizes, device="cpu", repeat=3, warmup=
                 refresh = ClientRefresh(client, stats)
                 clock = StageClock(stats.stage_seconds)
                 before = dict(ev.counters)
-                out, times = _timed(lambda: fn(h_ct, refresh, clock), repeat, warmup)
+                out, timing = _timed(lambda: fn(h_ct, refresh, clock), repeat, warmup)
                 got = lay.unpack([client.decryptor.decrypt(out, params.slots).real], batch, cfg.n_embd)
                 per_run = {k: v // (repeat + warmup) for k, v in counters_since(before).items()}
                 per_run["client_refreshes"] = stats.refresh_round_trips // (repeat + warmup)
-                results.append(_result("layers", name, batch, dev, times, precision_bits(got, want), per_run, None,
+                results.append(_result("layers", name, batch, dev, timing, precision_bits(got, want), per_run, None,
                                        note))
                 tick(f"layers {name} x{batch}")
         if "block" in suites:
@@ -144,7 +148,7 @@ def run(params: Parameters, suites, batch_sizes, device="cpu", repeat=3, warmup=
                 h_ct = client.encrypt_hidden(lay, x)[0]
                 return block.forward(ev, h_ct, refresh, seg, clock)
 
-            out, times = _timed(one_block, repeat, warmup)
+            out, timing = _timed(one_block, repeat, warmup)
             got = s * lay.unpack([client.decryptor.decrypt(out, params.slots).real], batch, cfg.n_embd)
             runs = repeat + warmup
             per_run = {k: v // runs for k, v in counters_since(before).items()}
@@ -152,7 +156,7 @@ def run(params: Parameters, suites, batch_sizes, device="cpu", repeat=3, warmup=
             per_run["refresh_mib"] = (stats.refresh_bytes_to_client + stats.refresh_bytes_to_server) / runs / 2**20
             stages = {k: v / runs for k, v in stats.stage_seconds.items()}
             cos = float(np.sum(got * tr.out) / (np.linalg.norm(got) * np.linalg.norm(tr.out)))
-            results.append(_result("block", "gpt2 block", batch, dev, times, precision_bits(got, tr.out), per_run,
+            results.append(_result("block", "gpt2 block", batch, dev, timing, precision_bits(got, tr.out), per_run,
                                    None, f"{note}; cosine {cos:.6f}", stages))
             tick(f"block x{batch}")
         del engine

@@ -75,7 +75,7 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
                            "here)"):
             remote = RemoteLlama(service, served["name"], w, device=device, allow_insecure=insecure)
         console.message(f"server {server}: model {served['name']}, {n_layers} of {cfg.n_layer} blocks encrypted "
-                        f"there, public key bundle {len(remote.bundle) / 2**20:.1f} MiB uploaded")
+                        f"there, public key bundle {remote.bundle_bytes / 2**20:.1f} MiB uploaded")
     console.message(f"model: {source}")
     console.message(f"{len(ids)} prompt tokens; {n_layers} of {cfg.n_layer} blocks ENCRYPTED, the other "
                     f"{cfg.n_layer - n_layers} run in the clear on the client (--layers {cfg.n_layer} encrypts all); "

@@ -5,6 +5,7 @@ It never sends anything secret: a public key bundle, encrypted inputs and refres
 
 from __future__ import annotations
 
+import os
 import time
 
 import httpx
@@ -25,6 +26,15 @@ class RemoteError(FhectlError):
 
 class JobFailed(RemoteError):
     """The server ran the job and reports it failed or cancelled."""
+
+
+def _message(r: httpx.Response) -> str:
+    """The server's one-line error, or the start of whatever else it sent."""
+    try:
+        body = r.json()
+        return str(body.get("error", body)) if isinstance(body, dict) else str(body)[:200]
+    except ValueError:
+        return r.text[:200]
 
 
 class ServiceClient:
@@ -52,10 +62,7 @@ class ServiceClient:
                 continue
             break
         if r.status_code not in expect:
-            try:
-                message = r.json().get("error", r.text)
-            except ValueError:
-                message = r.text[:200]
+            message = _message(r)
             retry = r.headers.get("retry-after")
             raise RemoteError(f"server answered {r.status_code} to {method} {path}: {message}", r.status_code,
                               float(retry) if retry and retry.isdigit() else None)
@@ -73,6 +80,24 @@ class ServiceClient:
     def upload_bundle(self, bundle: bytes) -> str:
         """The bearer token of the uploaded bundle."""
         return self._call("POST", "/bundles", content=bundle, expect=(201,)).json()["token"]
+
+    def upload_bundle_file(self, path, chunk_bytes: int = 1 << 20) -> str:
+        """Like ``upload_bundle``, streamed from a file (the server takes it chunk by chunk too)."""
+        size = os.path.getsize(path)
+
+        def chunks():
+            with open(path, "rb") as f:
+                while block := f.read(chunk_bytes):
+                    yield block
+
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        try:
+            r = self.http.post(self.base + "/bundles", content=chunks(), headers=headers)
+        except httpx.HTTPError as exc:
+            raise RemoteError(f"cannot reach the server at {self.base}: {type(exc).__name__}: {exc}") from None
+        if r.status_code != 201:
+            raise RemoteError(f"server answered {r.status_code} to POST /bundles: {_message(r)}", r.status_code)
+        return r.json()["token"]
 
     def delete_bundle(self, token: str) -> None:
         self._call("DELETE", f"/bundles/{token.partition('.')[0]}", token=token, expect=(204,))

@@ -63,6 +63,18 @@ def _reason(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, FhectlError) else f"{type(exc).__name__}: {exc}"
 
 
+def _probe(address: str, timeout_s: float = 10.0) -> None:
+    """Fail fast when nothing listens at a HOST:PORT address: ``ray.init`` would wait there for many minutes."""
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not port.isdigit():
+        return  # "auto" and other forms are Ray's to resolve
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise WorkerStartError(f"cannot join the Ray cluster at {address}: nothing answers there ({reason})") from None
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -175,11 +187,14 @@ class RayExecutor:
         self._lock = threading.Lock()
         # Join (or, without an address, start) the cluster now, so a wrong address is one error at startup.
         kwargs = {} if address else {"include_dashboard": False}
+        if address:
+            _probe(address)
         try:
-            ray.init(address=address, logging_level=logging.WARNING, namespace="fhectl-serve", **kwargs)
+            # "local": a new instance even when RAY_ADDRESS is set or another cluster runs on this machine
+            ray.init(address=address or "local", logging_level=logging.WARNING, namespace="fhectl-serve", **kwargs)
         except Exception as exc:  # noqa: BLE001 - ray raises ConnectionError, RuntimeError, ValueError, ...
-            where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-            raise WorkerStartError(f"cannot join {where}: {_first_line(exc)}") from None
+            what = f"join the Ray cluster at {address}" if address else "start Ray on this machine"
+            raise WorkerStartError(f"cannot {what}: {_first_line(exc)}") from None
         self._remote = ray.remote(RayWorker).options(max_concurrency=ACTOR_CONCURRENCY, num_cpus=1)
 
     # -- life cycle ------------------------------------------------------------------------------------------
@@ -265,6 +280,9 @@ class RayExecutor:
             data = Path(task["input_path"]).read_bytes()
         except OSError as exc:
             return "failed", f"cannot read the job's input or key bundle from the store: {exc.strerror}"
+        except Exception as exc:  # noqa: BLE001 - ray.put: the object store full, Ray gone, ...
+            log.exception("job %s: the key bundle did not reach Ray's object store", task.get("job_id"))
+            return "failed", f"the key bundle could not be handed to Ray ({type(exc).__name__}); see the server log"
         job = {"key_id": task["key_id"], "segments": task["segments"], "layers": task["layers"]}
         try:
             for ref in actor.run.options(num_returns="streaming").remote(job, [bundle], data):
@@ -288,6 +306,7 @@ class RayExecutor:
             if self.stopping:
                 return "failed", "the server shut down while this job was running; submit it again"
             log.exception("job %s failed in the Ray executor", task.get("job_id"))
+            self._replace(slot)  # the actor may still hold the abandoned job: start afresh
             return "failed", f"the Ray executor failed ({type(exc).__name__}); see the server log"
 
     def _refresh(self, actor, task: dict, event: dict, channel: TaskChannel) -> None:

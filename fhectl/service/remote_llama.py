@@ -9,7 +9,9 @@ the server's encrypted ones, the final norm and the head run here in the clear, 
 
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -19,7 +21,7 @@ from fhectl.circuits.packing import Layout
 from fhectl.circuits.refresh import Client, Stats
 from fhectl.circuits.transformer import Segments
 from fhectl.errors import InputError, KeyMismatchError
-from fhectl.io.container import bundle_containers, encode_container
+from fhectl.io.container import Container, bundle_containers, encode_container, write_container
 from fhectl.io.objects import galois_keys_to_container, public_key_to_container, switching_key_to_container
 from fhectl.llama.inference import RunResult, finish_on_client, greedy_decode
 from fhectl.llama.model import Llama
@@ -29,14 +31,29 @@ from fhectl.service.roundtrip import answer_refresh
 from fhectl.service.wire import decode_result, encode_job_input
 
 
-def public_bundle(client: Client, name: str = "ephemeral") -> bytes:
-    """The client's public key, relinearization key and Galois keys as one keyset-public container."""
+def bundle_container(client: Client, name: str = "ephemeral") -> Container:
+    """The client's public key, relinearization key and Galois keys as one keyset-public container (the
+    format of ``fhectl keys export``): public material only, by construction."""
     ctx, sk = client.ctx, client.sk
     members = {"public-key": public_key_to_container(ctx, client.pk, None),
                "relin-key": switching_key_to_container(ctx, client.relin_key, "relin-key", None),
                "galois-keys": galois_keys_to_container(ctx, client.galois_keys, None)}
-    return encode_container(bundle_containers("keyset-public", members, params_id=ctx.params_id, key_id=sk.key_id,
-                                              meta={"name": name, "profile": ctx.params.name}))
+    return bundle_containers("keyset-public", members, params_id=ctx.params_id, key_id=sk.key_id,
+                             meta={"name": name, "profile": ctx.params.name})
+
+
+def public_bundle(client: Client, name: str = "ephemeral") -> bytes:
+    """``bundle_container`` as bytes (small parameter sets; use ``upload_public_bundle`` for real ones)."""
+    return encode_container(bundle_container(client, name))
+
+
+def upload_public_bundle(service: ServiceClient, client: Client) -> tuple[str, int]:
+    """(token, bytes): the bundle written to a temporary file and streamed from it, so a 4 GiB bundle is
+    never held in memory twice; the file is removed after the upload."""
+    with tempfile.TemporaryDirectory(prefix="fhectl-bundle-") as tmp:
+        path = Path(tmp) / "bundle.fhe"
+        write_container(path, bundle_container(client))
+        return service.upload_bundle_file(path), path.stat().st_size
 
 
 def parameters_of(info: dict, allow_insecure: bool) -> Parameters:
@@ -71,8 +88,9 @@ class RemoteLlama:
                                        max(self.cfg.n_embd, self.cfg.n_head * self.cfg.head_dim))
         self.ctx = CKKSContext(self.params, device=device)
         self.client = Client(self.ctx, info["rotation_steps"], random)
-        self.bundle = public_bundle(self.client)
-        self.token = service.upload_bundle(self.bundle)
+        self.token, self.bundle_bytes = upload_public_bundle(service, self.client)
+        # The evaluation keys live on the server now; the key holder needs only its secret and public keys.
+        self.client.relin_key = self.client.galois_keys = None
 
     def close(self) -> None:
         """Delete the bundle and its jobs on the server."""
@@ -83,7 +101,7 @@ class RemoteLlama:
         seg = Segments(tuple(len(p) for p in prompts))
         if seg.total > self.capacity:
             raise InputError(f"{seg.total} tokens exceed the {self.capacity} the server's layout holds; fewer prompts")
-        result = RunResult(self.n_layers, self.cfg.n_layer, key_bytes=len(self.bundle),
+        result = RunResult(self.n_layers, self.cfg.n_layer, key_bytes=self.bundle_bytes,
                            layout={"slots": self.layout.slots, "tokens": self.layout.tokens,
                                    "features_per_chunk": self.layout.chunk, "prompts": len(prompts),
                                    "tokens_used": seg.total})
@@ -111,4 +129,4 @@ class RemoteLlama:
         return greedy_decode(self.run, self.capacity, prompt_ids, max_new_tokens, stop_ids, on_token)
 
 
-__all__ = ["RemoteLlama", "parameters_of", "public_bundle"]
+__all__ = ["RemoteLlama", "bundle_container", "parameters_of", "public_bundle", "upload_public_bundle"]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fhectl.ckks.params import load_parameters
-from fhectl.io.container import decode_container, read_header, unbundle_containers
+from fhectl.io.container import read_container, read_header, unbundle_containers
 from fhectl.llama.inference import EncryptedLlama
 from fhectl.llama.pipeline import calibrated_domains
 from fhectl.service.client import ServiceClient
@@ -50,7 +50,9 @@ def test_remote_run_matches_the_local_run(remote, tiny_model, monkeypatch, servi
 
 
 def test_the_server_holds_no_secret_material(remote, server):
-    members = unbundle_containers(decode_container(remote.bundle))
+    stored = server.store / "bundles" / remote.client.sk.key_id / "bundle.fhe"
+    assert stored.stat().st_size == remote.bundle_bytes  # what the client streamed, as it arrived
+    members = unbundle_containers(read_container(stored))
     assert {c.kind for c in members.values()} == {"public-key", "relin-key", "galois-keys"}
     kinds = {read_header(p).kind for p in server.store.rglob("*.fhe")}
     assert kinds and "secret-key" not in kinds

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
+
+from fhectl.cli.main import app
 
 from fhectl.llama.inference import cosine
 from fhectl.service.client import JobFailed
@@ -20,13 +23,16 @@ from fhectl.service.client import JobFailed
 from .conftest import ServerProcess, free_port
 from .helpers import KeyHolder
 
-# Ray is in the dev extra (and the ray extra), so CI runs this; it is skipped only where Ray is not installed.
-pytest.importorskip("ray")
+
+def needs_ray() -> None:
+    # Ray is in the dev extra (and the ray extra), so CI runs these; skipped only where Ray is not installed.
+    pytest.importorskip("ray")
 
 
 @pytest.fixture
 def ray_head(service_cache, tmp_path):
     """HOST:PORT of a one-node Ray cluster (2 CPUs) on 127.0.0.1, running the test's environment."""
+    needs_ray()
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's Unix sockets live under it
     port = free_port()
     env = dict(os.environ, XDG_CACHE_HOME=str(service_cache), OPENBLAS_NUM_THREADS="1", RAY_USAGE_STATS_ENABLED="0")
@@ -116,9 +122,14 @@ def test_ray_executor_satisfies_the_executor_protocol():
 
 
 def test_ray_address_needs_the_ray_executor():
-    from typer.testing import CliRunner
-
-    from fhectl.cli.main import app
-
     out = CliRunner().invoke(app, ["serve", "--ray-address", "127.0.0.1:1"])
     assert out.exit_code == 2 and "--ray-address needs --executor ray" in out.output
+
+
+def test_an_address_where_nothing_listens_is_one_error_line(tmp_path):
+    needs_ray()
+    address = f"127.0.0.1:{free_port()}"
+    out = CliRunner().invoke(app, ["serve", "--executor", "ray", "--ray-address", address, "--store", str(tmp_path)])
+    assert out.exit_code == 1, out.output
+    assert f"error: cannot join the Ray cluster at {address}: nothing answers there" in out.output
+    assert "Traceback" not in out.output

@@ -7,6 +7,7 @@ fixture, so failures reproduce; the library's default stays the OS CSPRNG.
 import os
 import zlib
 
+import huggingface_hub.constants
 import numpy as np
 import pytest
 
@@ -69,3 +70,14 @@ def make_kit():
         return cache[key]
 
     return make
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch):
+    """An HF_HOME whose cache holds nothing yet, with the network switched off."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads both variables once, at import; set what it read too.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    return tmp_path / "hf" / "hub"

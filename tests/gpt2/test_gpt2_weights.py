@@ -134,17 +134,6 @@ COMMIT_A = "a" * 40
 COMMIT_B = "b" * 40
 
 
-@pytest.fixture
-def offline_hub(tmp_path, monkeypatch):
-    """An HF_HOME whose cache holds nothing yet, with the network switched off."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    # huggingface_hub reads both variables once, at import; set what it read too.
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    return tmp_path / "hf" / "hub"
-
-
 def test_default_gpt2_resolves_from_the_offline_cache(offline_hub, tiny_weights):
     snap = make_hf_snapshot(offline_hub, "openai-community/gpt2", COMMIT_A, tiny_weights)
     found = resolve_checkpoint()

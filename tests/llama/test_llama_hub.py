@@ -12,17 +12,6 @@ from fhectl.llama.weights import load_safetensors_dir, save_safetensors_dir
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-@pytest.fixture
-def offline_hub(tmp_path, monkeypatch):
-    """An HF_HOME whose cache holds nothing yet, with the network switched off."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    # huggingface_hub reads both variables once, at import; set what it read too.
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    return tmp_path / "hf" / "hub"
-
-
 def test_repo_id_resolves_from_the_offline_cache(offline_hub, sharp_weights):
     repo = offline_hub / "models--tiny-org--tiny-llama"
     (repo / "refs").mkdir(parents=True)

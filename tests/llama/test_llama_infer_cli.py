@@ -8,8 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fhectl.cli.main import app
-from fhectl.llama.config import LlamaConfig
-from fhectl.llama.weights import random_weights, save_safetensors_dir
+from tiny_llama import write_tiny_llama
 
 runner = CliRunner()
 ARGS = ["--model", "smollm2-135m", "--profile", "tiny-deep-insecure", "--insecure", "--device", "cpu"]
@@ -17,13 +16,7 @@ ARGS = ["--model", "smollm2-135m", "--profile", "tiny-deep-insecure", "--insecur
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, smollm2):
-    _, tokenizer = smollm2
-    cfg = LlamaConfig(vocab_size=tokenizer.vocab_size, n_layer=2, n_embd=24, n_head=4, n_kv_head=2, head_dim=8,
-                      n_inner=40, rope_theta=100.0, max_position=16, bos_token_id=1, eos_token_id=2)
-    d = tmp_path_factory.mktemp("tiny-llama")
-    save_safetensors_dir(random_weights(cfg, seed=5, std=0.5), d)
-    tokenizer.save_hf_dir(d)
-    return d
+    return write_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), smollm2[1])
 
 
 @pytest.fixture()

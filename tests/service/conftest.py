@@ -14,9 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fhectl.llama.config import LlamaConfig
 from fhectl.llama.pipeline import load_model
-from fhectl.llama.weights import random_weights, save_safetensors_dir
+from tiny_llama import write_tiny_llama
 
 MODEL = "tiny"
 PROFILE = "tiny-deep-insecure"
@@ -84,16 +83,10 @@ class ServerProcess:
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory, request) -> Path:
-    from fhectl.llama.gguf import load_gguf
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    from fhectl.llama.gguf import read_gguf_header
 
-    _, tokenizer = load_gguf()
-    cfg = LlamaConfig(vocab_size=tokenizer.vocab_size, n_layer=2, n_embd=24, n_head=4, n_kv_head=2, head_dim=8,
-                      n_inner=40, rope_theta=100.0, max_position=16, bos_token_id=1, eos_token_id=2)
-    d = tmp_path_factory.mktemp("tiny-llama")
-    save_safetensors_dir(random_weights(cfg, seed=5, std=0.5), d)
-    tokenizer.save_hf_dir(d)
-    return d
+    return write_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), read_gguf_header()[1])
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-_ABOVE_KEYSETS = ("fhectl.keysets", "fhectl.server", "fhectl.service", "fhectl.cli")
+_ABOVE_KEYSETS = ("fhectl.keysets", "fhectl.service", "fhectl.cli")
 
 # For each package, the fhectl / fhe_kernels packages it must never import: every higher layer, and for
 # the top layers the kernels too (layer-skipping: the CLI and the server reach the engine through
@@ -26,9 +26,8 @@ FORBIDDEN = {
     "fhectl/llama": ("fhectl.bench", "fhectl.gpt2", "fhectl.io", *_ABOVE_KEYSETS),
     "fhectl/io": ("fhectl.bench", "fhectl.gpt2", "fhectl.circuits", *_ABOVE_KEYSETS),
     "fhectl/keysets": ("fhe_kernels", "fhectl.bench", "fhectl.gpt2", "fhectl.llama", "fhectl.circuits",
-                       "fhectl.server", "fhectl.service", "fhectl.cli"),
-    "fhectl/bench": ("fhectl.server", "fhectl.service", "fhectl.cli"),
-    "fhectl/server": ("fhe_kernels", "fhectl.cli"),
+                       "fhectl.service", "fhectl.cli"),
+    "fhectl/bench": ("fhectl.service", "fhectl.cli"),
     "fhectl/service": ("fhe_kernels", "fhectl.cli"),
     "fhectl/cli": ("fhe_kernels",),
 }

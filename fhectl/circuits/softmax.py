@@ -191,10 +191,14 @@ def softmax_circuit(bound: float, max_keys: int, tol: float = 1e-3) -> Normalize
     """
     if not (math.isfinite(bound) and bound > 0 and max_keys >= 1 and 0 < tol < 1):
         raise InputError(f"softmax needs bound > 0, max_keys >= 1, 0 < tol < 1; got {bound}, {max_keys}, {tol}")
+    # A plan holds for rows of up to max_keys keys. With one key the sums of squares have (almost) no spread,
+    # the inverse seeds become exact and sigma_t = sqrt(2 / 4 e_t) overflows: plan for two keys, which
+    # covers one.
+    max_keys = max(int(max_keys), 2)
     best = None
     for k in range(5, 10):
         for mid in (0.1, 0.2, 0.3, 0.5):
-            plan = _plan(float(bound), int(max_keys), k, tol, mid)
+            plan = _plan(float(bound), max_keys, k, tol, mid)
             if plan is None:
                 continue
             exp_poly, rho, steps = plan

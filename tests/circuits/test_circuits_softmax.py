@@ -40,6 +40,13 @@ def test_total_variation_on_trained_ranges(n):
     assert np.max(0.5 * np.abs(old_p - ref).sum(axis=-1)) > 0.1
 
 
+def test_one_key_rows_get_a_plan_and_probability_one():
+    """A single-token batch has one key per row: the plan once divided by zero there (bench --batch-sizes 1)."""
+    sm = softmax_circuit(16.0, 1)
+    x = np.random.default_rng(1).uniform(-16.0, 16.0, (50, 1))
+    assert np.max(np.abs(sm.eval_plain(x) - 1.0)) <= 2 * sm.tv_bound
+
+
 def test_plan_depth_and_stages():
     sm = softmax_circuit(128.0, 128)
     assert sm.depth() == sum(n for _, n in sm.stages()) and sm.squarings == 7

@@ -3,6 +3,7 @@ folder, stopped by SIGTERM to its `ray start --block` process), a server joined 
 jobs followed by a key holder to results that decrypt to the plaintext reference."""
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -30,9 +31,14 @@ def needs_ray() -> None:
 
 
 @pytest.fixture
-def ray_head(service_cache, tmp_path):
-    """HOST:PORT of a one-node Ray cluster (2 CPUs) on 127.0.0.1, running the test's environment."""
+def ray_head(service_cache, tmp_path, monkeypatch):
+    """HOST:PORT of a one-node Ray cluster (2 CPUs) on 127.0.0.1, running the test's environment.
+
+    Token authentication on, with a token of the test's own in the environment (the head's, its workers' and,
+    through ``monkeypatch``, the server's): nothing is read from or written to ~/.ray."""
     needs_ray()
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's Unix sockets live under it
     port = free_port()
     env = dict(os.environ, XDG_CACHE_HOME=str(service_cache), OPENBLAS_NUM_THREADS="1", RAY_USAGE_STATS_ENABLED="0")
@@ -133,3 +139,10 @@ def test_an_address_where_nothing_listens_is_one_error_line(tmp_path):
     assert out.exit_code == 1, out.output
     assert f"error: cannot join the Ray cluster at {address}: nothing answers there" in out.output
     assert "Traceback" not in out.output
+
+
+def test_without_ray_installed_the_ray_executor_is_one_error_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    out = CliRunner().invoke(app, ["serve", "--executor", "ray", "--store", str(tmp_path)])
+    assert out.exit_code == 1, out.output
+    assert "error: --executor ray needs Ray" in out.output and "Traceback" not in out.output

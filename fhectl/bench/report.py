@@ -359,8 +359,14 @@ def rerender(report_dir: Path) -> Path:
     report_dir = Path(report_dir)
     report = load_report(report_dir)
     report["plots"] = write_plots(report, report_dir)
+    stale = {"layers_latency.png"} - set(report["plots"])  # the old latency plot, replaced by throughput
+    for name in stale:
+        (report_dir / name).unlink(missing_ok=True)
+    when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
+    note = (f"\n_Plots and this page re-rendered on {when} by `fhectl bench render` from the unchanged report.json "
+            "(nothing was re-timed): the numbers are those of the run described above._\n")
     tmp = report_dir / ".report.md.partial"
-    tmp.write_text(render_markdown(report))
+    tmp.write_text(render_markdown(report) + note)
     os.replace(tmp, report_dir / "report.md")
     return report_dir
 

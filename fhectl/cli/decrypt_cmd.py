@@ -20,7 +20,7 @@ from fhectl import keysets
 from fhectl.cli import console
 from fhectl.cli.errors import guarded
 from fhectl.cli.messages import say
-from fhectl.cli.options import Device, Force, Insecure, Json, Keyring, KeySet, Output, Passphrase
+from fhectl.cli.options import Choice, Device, Force, Insecure, Json, Keyring, KeySet, Output, Passphrase
 from fhectl.cli.passphrases import passphrase_when_sealed
 from fhectl.errors import InputError, KeyringError
 from fhectl.io.arrays import encode_output, output_format
@@ -63,8 +63,15 @@ VerifyKey = Annotated[
                                       "against it.", show_default=False)]
 RequireSignature = Annotated[
     bool, typer.Option("--require-signature", help="Refuse files not signed by --verify-key (exit 8).")]
-Format = Annotated[str, typer.Option("--format", help="Output format: auto (by extension; text on stdout), npy, "
-                                                       "csv or text.")]
+class FormatChoice(Choice):
+    auto = "auto"
+    npy = "npy"
+    csv = "csv"
+    text = "text"
+
+
+Format = Annotated[FormatChoice, typer.Option("--format", help="Output format: auto (by extension; text on stdout), "
+                                                               "npy, csv or text.", case_sensitive=False)]
 Decimals = Annotated[
     Optional[int],
     typer.Option("--decimals", min=0, max=17, help="Decimals in text/CSV output (default: what the predicted "
@@ -121,7 +128,7 @@ def decrypt(
     past the budget it is refused (exit 8) unless --exceed-budget. Precision drops by about
     s/2 + 4.4 + log2(sqrt(Q)) bits (printed).
     """
-    kind = output_format(output, fmt)
+    kind = output_format(output, str(fmt))
     if json and output == "-":
         raise InputError("--json prints the report on stdout, which the values already use; add -o FILE")
     if kind == "npy" and output == "-" and sys.stdout.isatty():

@@ -127,6 +127,12 @@ def create_app(config: ServerConfig, executor: Executor | None = None) -> FastAP
     info = served.info()
     store = Store(config.store)
     scheduler = Scheduler(store, executor, config.limits, served.params.params_id)
+    # Parsing and checking uploads (GiBs at N = 2^16) runs off the event loop, in a pool of its own (long
+    # polls wait on the loop itself and hold no thread).
+    checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fhectl-check")
+
+    async def off_loop(fn, *args, **kwargs):
+        return await asyncio.get_running_loop().run_in_executor(checks, lambda: fn(*args, **kwargs))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -140,12 +146,6 @@ def create_app(config: ServerConfig, executor: Executor | None = None) -> FastAP
     app = FastAPI(title="fhectl encrypted-inference proxy", version=API_VERSION, lifespan=lifespan,
                   description="The server holds the model and public keys only; the client holds the secret key.")
     app.state.scheduler, app.state.store, app.state.model = scheduler, store, served
-    # Parsing and checking uploads (GiBs at N = 2^16) runs here, off the event loop, in a pool of its own.
-    checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fhectl-check")
-
-    async def off_loop(fn, *args, **kwargs):
-        return await asyncio.get_running_loop().run_in_executor(checks, lambda: fn(*args, **kwargs))
-
     @app.exception_handler(FhectlError)
     async def fhectl_error(request: Request, exc: FhectlError):
         return _error(exc)
@@ -198,9 +198,9 @@ def create_app(config: ServerConfig, executor: Executor | None = None) -> FastAP
         tmp = store.incoming()
         try:
             await _receive(request, tmp, config.max_bundle_bytes)
-            key_id, elements = await off_loop(check_public_bundle, tmp, info["params_id"],
-                                                       config.max_bundle_bytes)
-            missing = sorted(set(rotation_galois_elements(info["rotation_steps"], info["ring_degree"])) - set(elements))
+            key_id, elements = await off_loop(check_public_bundle, tmp, info["params_id"], config.max_bundle_bytes)
+            needed = rotation_galois_elements(info["rotation_steps"], info["ring_degree"])
+            missing = sorted(set(needed) - set(elements))
             if missing:
                 raise FhectlError(f"key bundle lacks the Galois keys for {len(missing)} of the model's rotations")
             token = store.add_bundle(tmp, key_id, info["params_id"], elements)
@@ -224,8 +224,7 @@ def create_app(config: ServerConfig, executor: Executor | None = None) -> FastAP
         tmp = store.incoming()
         try:
             await _receive(request, tmp, config.max_body_bytes)
-            c = await off_loop(read_container, tmp, expected_kind="ciphertext",
-                                        max_bytes=config.max_body_bytes)
+            c = await off_loop(read_container, tmp, expected_kind="ciphertext", max_bytes=config.max_body_bytes)
             meta = job_input_meta(c, info["token_capacity"], info["encrypted_layers"])
             if meta["model"] != info["name"]:
                 raise NotFound(f"no model {meta['model']!r}")
@@ -259,8 +258,8 @@ def create_app(config: ServerConfig, executor: Executor | None = None) -> FastAP
     @app.get(prefix + "/jobs/{job_id}/refresh")
     async def refresh_request(job_id: str, request: Request):
         index, stage, path = scheduler.pending_refresh(job_id, owner(request))
-        return FileResponse(path, media_type="application/octet-stream",
-                            headers={"X-Refresh-Index": str(index), "X-Refresh-Stage": stage.encode("ascii", "replace").decode()})
+        headers = {"X-Refresh-Index": str(index), "X-Refresh-Stage": stage.encode("ascii", "replace").decode()}
+        return FileResponse(path, media_type="application/octet-stream", headers=headers)
 
     @app.put(prefix + "/jobs/{job_id}/refresh/{index}", status_code=204)
     async def refresh_reply(job_id: str, index: int, request: Request):
@@ -269,8 +268,7 @@ def create_app(config: ServerConfig, executor: Executor | None = None) -> FastAP
         tmp = store.incoming()
         try:
             await _receive(request, tmp, config.max_body_bytes)
-            c = await off_loop(read_container, tmp, expected_kind="refresh-reply",
-                                        max_bytes=config.max_body_bytes)
+            c = await off_loop(read_container, tmp, expected_kind="refresh-reply", max_bytes=config.max_body_bytes)
             want = _pending_count(scheduler, job_id)
             check_refresh_reply(c, info["params_id"], key_id, want)
             scheduler.post_refresh(job_id, key_id, index, tmp)

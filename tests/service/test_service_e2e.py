@@ -70,7 +70,7 @@ def test_infer_with_server_matches_the_local_infer(server, tiny_checkpoint, tmp_
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("Hello world")
     common = ["infer", str(prompt), "--model", "smollm2-135m", "--weights", str(tiny_checkpoint), "--insecure",
-              "--device", "cpu", "--max-new-tokens", "2", "--json"]
+              "--device", "cpu", "--max-new-tokens", "1", "--json"]
     runner = CliRunner()
     remote = runner.invoke(app, [*common, "--server", server.url])
     assert remote.exit_code == 0, remote.output

@@ -1,0 +1,525 @@
+"""CKKS bootstrapping on the engine's own backend: ModRaise, CoeffsToSlots, EvalMod, SlotsToCoeffs.
+
+A level-0 ciphertext decrypts to t(X) = Delta m(X) + e(X) modulo q_0. Bootstrapping [Cheon, Han, Kim, Kim,
+Song, "Bootstrapping for approximate homomorphic encryption", EUROCRYPT 2018] recovers an encryption of
+the same message at a high level in four stages:
+
+1. ModRaise: read the two polynomials' centred residues modulo q_0 as integers modulo the whole chain Q.
+   The ciphertext then decrypts to t + q_0 I(X), with I(X) an integer polynomial whose coefficients are
+   bounded by about K (see ``k_bound``).
+2. CoeffsToSlots: the homomorphic *decoding*: move the N coefficients of t + q_0 I into slots, as two
+   ciphertexts holding the real numbers u = (t + q_0 I) / (K q_0) in [-1, 1], one for the coefficients
+   k < N/2 and one for k >= N/2, then a conjugation to split real and imaginary parts.
+3. EvalMod: y = K u; compute sin(2 pi y) ~ 2 pi (y - I) = 2 pi t / q_0 slot by slot, as a Chebyshev
+   interpolant of cos(2 pi (y - 1/4) / 2^r) on [-K, K] followed by r double-angle steps
+   cos 2a = 2 cos^2 a - 1 [Han, Ki, "Better bootstrapping for approximate homomorphic encryption",
+   CT-RSA 2020; Bossuat, Mouchet, Troncoso-Pastoriza, Hubaux, EUROCRYPT 2021, Sec. 4].
+4. SlotsToCoeffs: the homomorphic *encoding*: the two real vectors back into coefficients, which gives an
+   encryption of m at the input's scale.
+
+The transforms. The slot order is the encoder's: slot j of m(X) is m(zeta^(5^j)), zeta = exp(i pi / N)
+(``fhe_kernels.encoding``). With n = N/2 and U[j, k] = zeta^(5^j k) (j, k < n), the slots are
+z = U (t_lo + i t_hi) / Delta, because zeta^(5^j n) = i for every j (5^j = 1 mod 4); and U^H U = n I. So
+both transforms are one complex n x n matrix, no conjugate slots needed. U has the radix-2 structure of
+an FFT [Cheon, Han, Kim, Kim, Song, "Improved bootstrapping for approximate HE", EUROCRYPT 2018, Sec. 3;
+Chen, Chillotti, Song, EUROCRYPT 2019]: splitting k into even and odd, and using 5^(j + n/2) = N + 1
+(mod 2N), so that zeta^(5^(j + n/2)) = -zeta^(5^j),
+
+    U_n = B_n (U_{n/2} (+) U_{n/2}) P_n,    B_n = [[I, D], [I, -D]],  D = diag(zeta^(5^j)), j < n/2,
+
+with P_n the even/odd split and U_{n/2} the same matrix for the ring of degree N/2. Unrolled,
+U = F_0 F_1 ... F_{log n - 1} R: R the bit-reversal permutation and F_s = I_{2^s} (x) B_{n / 2^s}, each
+with three non-zero diagonals (offsets 0 and +-n / 2^(s+1)). CoeffsToSlots applies (1/n) F^H stage by
+stage and SlotsToCoeffs applies F: the coefficients sit in bit-reversed order between the two, which
+EvalMod, slot by slot, does not see. The stages are grouped into a *level budget* (as OpenFHE's): each
+group is one plaintext-matrix product with at most 2^(a+1) - 1 diagonals for a stages, evaluated
+baby-step giant-step with hoisted baby rotations [Halevi, Shoup, CRYPTO 2014], one level per group. A
+budget of 1 is the dense n-diagonal product.
+
+Precision: the message is Delta / q_0 (2^-8 with the tiny-bootstrap profile) of one unit of y, so every
+error in CoeffsToSlots and EvalMod counts about q_0 / Delta times more against the message than against
+y. CoeffsToSlots maps integers of ~2^66 (t + q_0 I) to ~2^52 (Delta u); if its first group rescaled by one
+prime, its plaintext would carry that shrink in integers of about 2^28, a relative precision coarser than
+the message itself. So the first group rescales by two primes (plaintext integers ~2^80, whose relative
+precision is then float64's 2^-52 in the encoder) and the later groups carry unit-size entries at scale
+q_l. And every addition here is between operands whose scales are equal exactly, by construction
+(``mul_const`` with a target scale in ``_ChebyshevBasis``): the evaluator's tolerance of 2^-16 between
+scales would otherwise add errors of that relative size, far above the message.
+
+The ``Bootstrapper`` uses only the evaluator and the backend seam, so it runs unchanged on every backend.
+Building the transforms multiplies dense n x n matrices: fine up to N = 2^12 or so; larger rings need the
+diagonals of each group computed directly (future work). Sparse packing (n' < N/2 slots, repeated) is
+refreshed correctly by this full-slot circuit, since it removes q_0 I from every coefficient; the cheaper
+sparse variant (trace to the subring, n'-point transforms, real and imaginary parts in one EvalMod
+[Chen, Chillotti, Song 2019; Bossuat et al. 2021]) is future work.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from fhectl.ckks.ciphertext import Ciphertext, Plaintext
+from fhectl.ckks.context import CKKSContext
+from fhectl.ckks.evaluator import Evaluator
+from fhectl.ckks.params import Parameters
+from fhectl.errors import FhectlError, LevelError
+
+# ---------------------------------------------------------------------------------------------------------
+# Configuration and the plaintext model
+
+
+def k_bound(params: Parameters, failure_log2: float = -20.0, hamming_weight: int | None = None) -> int:
+    """The bound K on |I_k| that EvalMod's interpolant must cover, for a dense uniform ternary secret.
+
+    After ModRaise the ciphertext (c0, c1), c0 and c1 about uniform modulo q_0 and centred, decrypts over
+    the integers to c0 + c1 s = t + q_0 I. Each coefficient of (c0 + c1 s) / q_0 is a sum of h + 1 terms
+    about uniform on [-1/2, 1/2) (h = the secret's Hamming weight, 2N/3 on average for a uniform ternary
+    secret), so I_k is close to a centred Gaussian of variance (h + 1) / 12. K is x standard deviations,
+    x such that the N coefficients all stay inside with probability at least 1 - 2^failure_log2
+    (N erfc(x / sqrt 2) <= 2^failure_log2), plus one unit for t / q_0 and the rounding.
+    """
+    n = params.ring_degree
+    h = 2 * n / 3 if hamming_weight is None else hamming_weight
+    sigma = math.sqrt((h + 1) / 12.0)
+    target = 2.0**failure_log2 / n
+    x = 1.0
+    while math.erfc(x / math.sqrt(2.0)) > target:
+        x += 0.01
+    return int(math.ceil(x * sigma)) + 1
+
+
+@dataclass(frozen=True)
+class BootstrapConfig:
+    """What shapes the bootstrapping circuit.
+
+    k: the interval [-K, K] EvalMod covers (``k_bound``); double_angle: r, the number of double-angle steps;
+    degree: the Chebyshev degree of cos(2 pi (y - 1/4) / 2^r) on [-K, K] (Han, Ki 2020);
+    cts_levels, stc_levels: the level budgets, groups of FFT stages in CoeffsToSlots and SlotsToCoeffs
+    (CoeffsToSlots takes one level more than its budget: its first group rescales by two primes).
+    """
+
+    k: int
+    double_angle: int = 6
+    degree: int = 30
+    cts_levels: int = 2
+    stc_levels: int = 2
+
+    @staticmethod
+    def default(params: Parameters, failure_log2: float = -20.0, **kw) -> "BootstrapConfig":
+        return BootstrapConfig(k=k_bound(params, failure_log2), **kw)
+
+    def cts_depth(self) -> int:
+        return self.cts_levels + 1
+
+    def eval_mod_depth(self) -> int:
+        # T_d needs ceil(log2 d) products, the coefficients one more, then one level per double angle.
+        return math.ceil(math.log2(self.degree)) + 1 + self.double_angle
+
+    def depth(self) -> int:
+        """Levels one bootstrapping consumes: CoeffsToSlots + EvalMod + SlotsToCoeffs."""
+        return self.cts_depth() + self.eval_mod_depth() + self.stc_levels
+
+
+def decoding_matrix(ring_degree: int) -> np.ndarray:
+    """U (n x n complex, n = N/2): U[j, k] = zeta^(5^j k). Slots of m are U (m_lo + i m_hi), m_lo = m_0..m_{n-1}."""
+    n = ring_degree // 2
+    powers = _rotation_group(n, 2 * ring_degree)
+    k = np.arange(n)
+    # exponent modulo 2N keeps the angles exact before the exp
+    return np.exp(1j * np.pi * ((powers[:, None] * k[None, :]) % (2 * ring_degree)) / ring_degree)
+
+
+def _rotation_group(count: int, modulus: int) -> np.ndarray:
+    out = np.empty(count, dtype=np.int64)
+    x = 1
+    for j in range(count):
+        out[j] = x
+        x = x * 5 % modulus
+    return out
+
+
+def bit_reverse(n: int) -> np.ndarray:
+    """The permutation i -> bit-reversal of i over log2 n bits."""
+    bits = n.bit_length() - 1
+    return np.array([int(format(i, f"0{bits}b")[::-1], 2) if bits else 0 for i in range(n)], dtype=np.int64)
+
+
+def fft_stages(ring_degree: int) -> list[np.ndarray]:
+    """[F_0, ..., F_{log n - 1}] (dense n x n) with U = F_0 F_1 ... F_{log n - 1} R, R w = w[bit_reverse(n)].
+
+    F_s = I_{2^s} (x) B_m, m = n / 2^s: B_m = [[I, D], [I, -D]], D = diag(zeta_m^(5^j)), j < m/2, with
+    zeta_m = exp(i pi / 2m) the root of the ring of degree 2m (see the module docstring).
+    """
+    n = ring_degree // 2
+    stages = []
+    m = n
+    while m >= 2:
+        half = m // 2
+        powers = _rotation_group(half, 4 * m)
+        d = np.exp(1j * np.pi * powers / (2 * m))
+        block = np.zeros((m, m), dtype=np.complex128)
+        idx = np.arange(half)
+        block[idx, idx] = 1
+        block[idx, idx + half] = d
+        block[idx + half, idx] = 1
+        block[idx + half, idx + half] = -d
+        stages.append(np.kron(np.eye(n // m), block))
+        m //= 2
+    return stages
+
+
+def _split(count: int, groups: int) -> list[range]:
+    """count stages into ``groups`` contiguous groups, sizes differing by at most one (larger first)."""
+    groups = max(1, min(groups, count))
+    sizes = [count // groups + (1 if i < count % groups else 0) for i in range(groups)]
+    out, start = [], 0
+    for size in sizes:
+        out.append(range(start, start + size))
+        start += size
+    return out
+
+
+def coeffs_to_slots_matrices(ring_degree: int, levels: int) -> list[np.ndarray]:
+    """The groups of F^H, in the order applied: their product (last first) is n R U^H = F^H stage-reversed."""
+    stages = fft_stages(ring_degree)
+    out = []
+    for group in _split(len(stages), levels):
+        m = np.eye(ring_degree // 2, dtype=np.complex128)
+        for s in group:  # F_0^H first
+            m = stages[s].conj().T @ m
+        out.append(m)
+    return out
+
+
+def slots_to_coeffs_matrices(ring_degree: int, levels: int) -> list[np.ndarray]:
+    """The groups of F, in the order applied: their product (last first) is F = U R^T."""
+    stages = fft_stages(ring_degree)
+    out = []
+    for group in reversed(_split(len(stages), levels)):
+        m = np.eye(ring_degree // 2, dtype=np.complex128)
+        for s in reversed(group):  # F_{log n - 1} first
+            m = stages[s] @ m
+        out.append(m)
+    return out
+
+
+def chebyshev_coefficients(config: BootstrapConfig) -> np.ndarray:
+    """Chebyshev coefficients, in u = y / K on [-1, 1], of cos(2 pi (K u - 1/4) / 2^r)."""
+    k, r = config.k, config.double_angle
+
+    def g(u):
+        return np.cos(2 * np.pi * (k * u - 0.25) / 2**r)
+
+    return np.polynomial.chebyshev.chebinterpolate(g, config.degree)
+
+
+def eval_mod_plain(u: np.ndarray, config: BootstrapConfig) -> np.ndarray:
+    """The float model of EvalMod: sin(2 pi K u) through the same interpolant and double angles."""
+    c = np.polynomial.chebyshev.chebval(u, chebyshev_coefficients(config))
+    for _ in range(config.double_angle):
+        c = 2 * c * c - 1
+    return c
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Linear transforms by diagonals
+
+
+class DiagonalTransform:
+    """y = M z for a complex n x n matrix M, homomorphically, by baby-step giant-step over its diagonals.
+
+    diag_k[j] = M[j, (j + k) mod n], so (M z)_j = sum_k diag_k[j] z[j + k] over the non-zero diagonals k
+    (signed offsets). Writing k = g + c with c = k mod b (b a power of two, the baby step) and g the rest,
+    sum_k diag_k * rot_k(z) = sum_g rot_g( sum_c rot_{-g}(diag_{g + c}) * rot_c(z) ): the baby rotations of
+    the input share one ModUp (hoisted), the giant ones act on the inner sums [Halevi, Shoup 2014].
+    b minimises the number of distinct rotations.
+    """
+
+    def __init__(self, matrix: np.ndarray, cache_size: int = 1):
+        n = matrix.shape[0]
+        if matrix.shape != (n, n):
+            raise FhectlError(f"a linear transform needs a square matrix, got {matrix.shape}")
+        self.matrix = matrix
+        self.n = n
+        rows = np.arange(n)
+        tol = 1e-12 * float(np.max(np.abs(matrix)))
+        diagonals = {}
+        for k in range(n):
+            d = matrix[rows, (rows + k) % n]
+            if np.max(np.abs(d)) > tol:
+                diagonals[k if k <= n // 2 else k - n] = d  # signed offset: short rotations
+        self.diagonals = diagonals
+        best = None
+        b = 1
+        while b <= n:
+            babies = sorted({k % b for k in diagonals})
+            giants = sorted({k - k % b for k in diagonals})
+            cost = len(babies) + len(giants)
+            if best is None or cost < best[0]:
+                best = (cost, b, babies, giants)
+            b *= 2
+        _, self.baby, self.babies, self.giants = best
+        self.cache_size = cache_size
+        self._cache: dict = {}
+
+    def rotation_steps(self) -> list[int]:
+        return sorted((set(self.babies) | set(self.giants)) - {0})
+
+    def eval_plain(self, z: np.ndarray) -> np.ndarray:
+        return self.matrix @ z
+
+    def _plaintexts(self, ev: Evaluator, level: int, scale: float) -> dict:
+        """The encoded, pre-rotated diagonals at (level, scale), kept for the next call with the same pair
+        (encoding them was a third of a bootstrapping's time at N = 2^10)."""
+        key = (level, scale)
+        if key not in self._cache:
+            if len(self._cache) >= self.cache_size:
+                self._cache.pop(next(iter(self._cache)))
+            pts = {}
+            for k, diag in self.diagonals.items():
+                g = k - k % self.baby
+                pts[k] = ev.encoder.encode(np.roll(diag, g), level=level, scale=scale).data  # rot_{-g}
+            self._cache[key] = pts
+        return self._cache[key]
+
+    def evaluate(self, ev: Evaluator, ct: Ciphertext, out_scale: float, primes: int = 1) -> Ciphertext:
+        """M applied to ct's slots; the result, ``primes`` levels lower, has scale ``out_scale`` exactly."""
+        if ct.level < primes:
+            raise LevelError(f"linear transform needs {primes} level(s), ciphertext is at level {ct.level}")
+        be = ev.be
+        q = ev.ctx.params.moduli_q
+        dropped = math.prod(q[ct.level - i] for i in range(primes))
+        pt_scale = out_scale * dropped / ct.scale  # lands exactly on out_scale after ``primes`` rescales
+        pts = self._plaintexts(ev, ct.level, pt_scale)
+        rows = ev.ctx.q_rows(ct.level)
+        babies = ev.rotate_hoisted(ct, self.babies)  # level l, scale s
+        total = None
+        for g in self.giants:
+            acc = be.zeros(ct.data.shape)
+            for c in self.babies:
+                if g + c not in pts:
+                    continue
+                for i in range(ct.size):  # acc += rot_c(ct) * rot_{-g}(diag_{g + c}), both polynomials
+                    be.mul_accumulate(be.polys(acc, i, i + 1), be.polys(babies[c].data, i, i + 1), pts[g + c], rows)
+            inner = Ciphertext(data=acc, level=ct.level, scale=ct.scale * pt_scale, params_id=ct.params_id,
+                               key_id=ct.key_id, slots=ct.slots)
+            for _ in range(primes):
+                inner = ev.rescale(inner)  # level l - primes, scale ~ out_scale
+            if g:
+                inner = ev.rotate(inner, g)
+            total = inner if total is None else ev.add(total, inner)
+        total.scale = out_scale  # equal to it up to float rounding of the product above
+        return total
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Chebyshev evaluation with exact scales
+
+
+class _ChebyshevBasis:
+    """T_i(u) for a ciphertext u, each at the least depth ceil(log2 i), every sum between equal scales.
+
+    T_2m = 2 T_m^2 - 1 and T_{m+n} = 2 T_m T_n - T_{m-n}. The subtrahend T_{m-n} sits at least one level
+    above the product, so it is first multiplied by 1 at the product's exact scale (``mul_const`` with a
+    target scale), which keeps the subtraction exact in scale rather than within the evaluator's tolerance.
+    """
+
+    def __init__(self, ev: Evaluator, u: Ciphertext):
+        self.ev = ev
+        self.t = {1: u}
+
+    def get(self, i: int) -> Ciphertext:
+        if i in self.t:
+            return self.t[i]
+        ev = self.ev
+        m = 1 << (i.bit_length() - 1)
+        if m == i:  # T_2h = 2 T_h^2 - 1
+            h = i // 2
+            prod = ev.rescale(ev.square(self.get(h)))
+            out = ev.add(ev.mul_int(prod, 2), -1.0)
+        else:
+            n = i - m
+            prod = ev.rescale(ev.mul(self.get(m), self.get(n)))
+            prod = ev.mul_int(prod, 2)
+            sub = ev.rescale(ev.mul_const(self.get(m - n), 1.0, target_scale=prod.scale))
+            sub = ev.drop_level(sub, prod.level)
+            sub.scale = prod.scale  # equal up to float rounding of the constant's scale
+            out = ev.sub(prod, sub)
+        self.t[i] = out
+        return out
+
+
+def eval_chebyshev(ev: Evaluator, u: Ciphertext, coeffs: np.ndarray, out_scale: float) -> Ciphertext:
+    """sum_i coeffs[i] T_i(u) at scale ``out_scale`` exactly; depth ceil(log2 degree) + 1."""
+    basis = _ChebyshevBasis(ev, u)
+    terms = []
+    for i in range(1, len(coeffs)):
+        if abs(coeffs[i]) < 2.0**-60:
+            continue
+        t = basis.get(i)
+        term = ev.rescale(ev.mul_const(t, float(coeffs[i]), target_scale=out_scale))
+        term.scale = out_scale
+        terms.append(term)
+    level = min(t.level for t in terms)
+    acc = None
+    for term in terms:
+        term = ev.drop_level(term, level)
+        acc = term if acc is None else ev.add(acc, term)
+    return ev.add(acc, float(coeffs[0]))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The bootstrapper
+
+
+def _signed_to_residues(values: np.ndarray, moduli) -> np.ndarray:
+    """Residues (L, N) uint64 of signed integers |v| < 2^63 modulo primes that may be smaller than |v|
+    (``fhe_kernels.rns.signed_to_rns`` is for |v| below every prime: a centred residue modulo q0 ~ 2^60
+    exceeds the 52-bit scaling primes of the tiny-bootstrap profile)."""
+    v = np.asarray(values, dtype=np.int64)
+    neg = v < 0
+    mag = np.abs(v).astype(np.uint64)
+    out = np.empty((len(moduli), v.shape[0]), dtype=np.uint64)
+    for i, q in enumerate(moduli):
+        q = np.uint64(q)
+        r = mag % q
+        out[i] = np.where(neg & (r != 0), q - r, r)
+    return out
+
+
+def mod_raise(ctx: CKKSContext, ct: Ciphertext) -> Ciphertext:
+    """A level-0 ciphertext as one at the top level: its centred residues mod q0 in every prime of Q.
+
+    The data are in the NTT domain: limb 0 goes back to coefficients (on the backend), is centred and
+    reduced modulo each prime on the host, and the result returns to the backend in the NTT domain.
+    """
+    if ct.level != 0:
+        raise LevelError(f"mod_raise takes a level-0 ciphertext (drop_level first), got level {ct.level}")
+    be = ctx.backend
+    p = ctx.params
+    data = be.copy(ct.data)
+    be.intt(data, (0,))
+    host = np.asarray(be.to_host(data))[:, 0, :]  # (size, N) in [0, q0)
+    q0 = np.uint64(p.moduli_q[0])
+    centred = np.where(host > q0 // np.uint64(2), -((q0 - host).astype(np.int64)), host.astype(np.int64))
+    top = p.max_level
+    raised = np.stack([_signed_to_residues(centred[i], list(p.moduli_q)) for i in range(ct.size)])
+    out = be.to_device(raised)
+    be.ntt(out, ctx.q_rows(top))
+    return Ciphertext(data=out, level=top, scale=ct.scale, params_id=ct.params_id, key_id=ct.key_id,
+                      slots=ct.slots)
+
+
+def _transforms(params: Parameters, config: BootstrapConfig) -> tuple[list, list]:
+    cts = [DiagonalTransform(m) for m in coeffs_to_slots_matrices(params.ring_degree, config.cts_levels)]
+    stc = [DiagonalTransform(m) for m in slots_to_coeffs_matrices(params.ring_degree, config.stc_levels)]
+    return cts, stc
+
+
+def required_steps(params: Parameters, config: BootstrapConfig) -> list[int]:
+    """Rotation steps whose Galois keys bootstrapping needs (and conjugation)."""
+    cts, stc = _transforms(params, config)
+    return sorted({s for t in cts + stc for s in t.rotation_steps()})
+
+
+class Bootstrapper:
+    """Refreshes a ciphertext (dropped to level 0) to level ``max_level - config.depth()`` at the same scale.
+
+    ``ev`` must hold the relinearization key and Galois keys for ``rotation_steps()`` and conjugation.
+    Slots between CoeffsToSlots and SlotsToCoeffs are in bit-reversed coefficient order (``slot_order``).
+    """
+
+    def __init__(self, ctx: CKKSContext, ev: Evaluator, config: BootstrapConfig | None = None):
+        self.ctx = ctx
+        self.ev = ev
+        p = ctx.params
+        self.config = BootstrapConfig.default(p) if config is None else config
+        if self.config.depth() > p.max_level:
+            raise LevelError(f"bootstrapping needs {self.config.depth()} levels, the chain has {p.max_level}")
+        self.q0 = p.moduli_q[0]
+        self.n = p.slots
+        self._cts, self._stc = _transforms(p, self.config)
+        self.slot_order = bit_reverse(self.n)  # slot i holds coefficient pair slot_order[i]
+        self._minus_i: dict[int, Plaintext] = {}
+        self._i: dict[int, Plaintext] = {}
+        self.coeffs = chebyshev_coefficients(self.config)
+
+    # -- what the keys must cover
+    def rotation_steps(self) -> list[int]:
+        return sorted({s for t in self._cts + self._stc for s in t.rotation_steps()})
+
+    @property
+    def output_level(self) -> int:
+        return self.ctx.params.max_level - self.config.depth()
+
+    # -- stages
+    def mod_raise(self, ct: Ciphertext) -> Ciphertext:
+        """``mod_raise(ctx, ct)``: level 0 -> the top level, decrypting to t + q0 I."""
+        return mod_raise(self.ctx, ct)
+
+    def _unit_plain(self, value: complex, level: int, cache: dict) -> Plaintext:
+        # +-i is the monomial +-X^(N/2) (zeta^(5^j N/2) = i): encoded at scale 1 it is exact and costs no level.
+        pt = cache.get(level)
+        if pt is None:
+            pt = self.ev.encoder.encode(np.full(self.n, value), level=level, scale=1.0)
+            cache[level] = pt
+        return pt
+
+    def coeffs_to_slots(self, ct: Ciphertext, eval_scale: float | None = None) -> tuple[Ciphertext, Ciphertext]:
+        """(re, im): real slots u = (t + q0 I) / (K q0) of the coefficients k < n and k >= n, in bit-reversed
+        order (slot i: coefficient slot_order[i], resp. n + slot_order[i]), at scale ``eval_scale``.
+
+        Levels: ct.level -> ct.level - cts_depth().
+        """
+        ev = self.ev
+        eval_scale = self.ctx.params.scale if eval_scale is None else eval_scale
+        # Slots at scale s are z = U w / s (w = t_lo + i t_hi); wanted: R w / (2 K q0) = c F^H z with
+        # c = s / (2 n K q0) ~ 2^-24 (halved: the real part comes as ct + conj(ct)). c stays out of the
+        # plaintexts: the groups compute F^H z at the label eval_scale * c, whose integer polynomial is
+        # eval_scale * (c F^H z); relabelling it eval_scale is then exact. The first group rescales by two
+        # primes, so its plaintext holds the shrink q^2 c in integers of ~2^80 (module docstring).
+        c = ct.scale / (2 * self.n * self.config.k * self.q0)
+        w = self._cts[0].evaluate(ev, ct, eval_scale * c, primes=2)  # level l -> l - 2
+        for transform in self._cts[1:]:
+            w = transform.evaluate(ev, w, w.scale, primes=1)  # one level per group
+        w.scale = eval_scale
+        conj = ev.conjugate(w)
+        re = ev.add(w, conj)  # 2 Re(w)
+        diff = ev.sub(w, conj)  # 2 i Im(w)
+        im = ev.mul(diff, self._unit_plain(-1j, diff.level, self._minus_i))
+        return re, im
+
+    def eval_mod(self, u: Ciphertext) -> Ciphertext:
+        """sin(2 pi K u) slot by slot (u real in [-1, 1]); scale about the input's. Levels: eval_mod_depth()."""
+        ev = self.ev
+        c = eval_chebyshev(ev, u, self.coeffs, u.scale)
+        for _ in range(self.config.double_angle):  # cos 2a = 2 cos^2 a - 1
+            c = ev.add(ev.mul_int(ev.rescale(ev.square(c)), 2), -1.0)
+        return c
+
+    def slots_to_coeffs(self, re: Ciphertext, im: Ciphertext, out_scale: float) -> Ciphertext:
+        """From sin(2 pi y) of the coefficients k < n (re) and k >= n (im), in bit-reversed order, the
+        ciphertext whose coefficients are q0 sin(2 pi y) / (2 pi) ~ t, labelled ``out_scale``.
+        Levels: stc_levels."""
+        ev = self.ev
+        w = ev.add(re, ev.mul(im, self._unit_plain(1j, im.level, self._i)))  # sin_lo + i sin_hi, no level
+        # The integer polynomial wanted is t = q0 sin / (2 pi); its slots are U (q0 sin / 2 pi) = (q0 / 2 pi) F w,
+        # w the bit-reversed sin values. So the groups compute F w at the label q0 / (2 pi), and the result is
+        # relabelled with the input's scale: the integer polynomial is Delta m = t whatever the label.
+        w = self._stc[0].evaluate(ev, w, self.q0 / (2 * np.pi), primes=1)  # plaintext integers ~2^57
+        for transform in self._stc[1:]:
+            w = transform.evaluate(ev, w, w.scale, primes=1)  # unit entries at scale q_l
+        w.scale = out_scale
+        return w
+
+    def bootstrap(self, ct: Ciphertext) -> Ciphertext:
+        """ct (any level; dropped to 0 first) refreshed to ``output_level`` at the same scale."""
+        self.ctx.check(ct)
+        ct0 = self.ev.drop_level(ct, 0)
+        raised = self.mod_raise(ct0)  # level 0 -> L; decrypts to t + q0 I
+        re, im = self.coeffs_to_slots(raised)  # -> L - cts_depth
+        re, im = self.eval_mod(re), self.eval_mod(im)  # -> L - cts_depth - eval_mod_depth
+        return self.slots_to_coeffs(re, im, ct.scale)  # -> output_level, scale of the input

@@ -1,0 +1,336 @@
+"""CKKS bootstrapping (fhectl.ckks.bootstrap) on the insecure N = 2^10 profile tiny-bootstrap-insecure.
+
+Each stage is checked against its plaintext (numpy) model, then the whole chain: precision in bits after
+bootstrapping against the plaintext, the level left, ten bootstrappings in a row, other level budgets, and
+OpenFHE's EvalBootstrap at the same parameters.
+
+Precision is -log2 of the largest absolute slot error (``fhectl.ckks.precision.precision_bits``), for
+complex slots with real and imaginary parts uniform in [-1, 1]. Where the bounds come from (measured with
+the seeds here; each bound leaves about 2 bits of margin):
+- the message is Delta / q0 = 2^-8 of one unit of y = (t + q0 I) / q0, and its polynomial coefficients
+  are about |x| / sqrt(N), 2^-11.5 of y at most;
+- CoeffsToSlots leaves about a fresh encryption's error at scale 2^52 in u = y / K (K = 48), about 2^-31.5
+  in y; EvalMod's interpolant is accurate to 2^-40 before 6 double angles, which multiply errors by at most
+  4 each; sin(2 pi y) / 2 pi differs from y - I by (2 pi y)^2 / 6 relative, 2^-20 at the largest coefficient;
+- one bootstrapping measured 18.1 to 18.4 bits with the default budget (CoeffsToSlots 2, SlotsToCoeffs 2),
+  18.8 with budget 1 (dense), 18.0 with budget 3; OpenFHE's EvalBootstrap at the same N, moduli, chain,
+  digits and budget measured 12.5 bits (FLEXIBLEAUTO; 8.5 with FIXEDMANUAL), leaving 5 levels as ours does.
+"""
+
+import math
+
+import numba
+import numpy as np
+import pytest
+
+from fhectl.ckks.bootstrap import (
+    BootstrapConfig,
+    Bootstrapper,
+    DiagonalTransform,
+    bit_reverse,
+    chebyshev_coefficients,
+    coeffs_to_slots_matrices,
+    decoding_matrix,
+    eval_mod_plain,
+    fft_stages,
+    k_bound,
+    required_steps,
+    slots_to_coeffs_matrices,
+)
+from fhectl.ckks.context import CKKSContext
+from fhectl.ckks.encryptor import Decryptor, Encryptor
+from fhectl.ckks.evaluator import Evaluator
+from fhectl.ckks.keys import KeyGenerator
+from fhectl.ckks.params import load_parameters
+from fhectl.ckks.precision import precision_bits
+from fhectl.ckks.sampling import SeededRandom
+from fhectl.errors import LevelError, MissingKeyError
+
+BOOTSTRAP_BITS = 16.0  # one bootstrapping (measured 18.4)
+REPEATED_BITS = 14.0  # after each of ten in a row (errors of the rounds add: measured 18.3 down to 16.6)
+BUDGETS = ((2, 2), (3, 1))  # (CoeffsToSlots, SlotsToCoeffs) level budgets tested; the first is the default
+ROUNDS = 10
+
+
+class BootKit:
+    def __init__(self, seed: str = "tests/bootstrap"):
+        self.params = load_parameters("tiny-bootstrap-insecure", allow_insecure=True)
+        self.ctx = CKKSContext(self.params)
+        self.config = BootstrapConfig.default(self.params)
+        kg = KeyGenerator(self.ctx, SeededRandom(seed))
+        self.sk = kg.secret_key()
+        self.pk = kg.public_key(self.sk)
+        steps = set()
+        for cts, stc in BUDGETS:
+            config = BootstrapConfig.default(self.params, cts_levels=cts, stc_levels=stc)
+            steps |= set(required_steps(self.params, config))
+        gk = kg.galois_keys(self.sk, sorted(steps), conjugation=True)
+        self.ev = Evaluator(self.ctx, kg.relin_key(self.sk), gk)
+        self.enc = Encryptor(self.ctx, self.pk, random=SeededRandom(seed + "/enc"))
+        self.dec = Decryptor(self.ctx, self.sk)
+        self.boot = Bootstrapper(self.ctx, self.ev, self.config)
+        self.rng = np.random.default_rng(20260)
+
+    def slots(self, complex_values: bool = True) -> np.ndarray:
+        n = self.params.slots
+        x = self.rng.uniform(-1, 1, n)
+        return x + 1j * self.rng.uniform(-1, 1, n) if complex_values else x
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_numba_thread():
+    """One engine thread in these tests (restored afterwards), as in tests/cli/conftest.py: at N = 2^10 a
+    kernel call is microseconds of work, and on a shared 2-core machine a 2-thread team waits for
+    scheduler ticks (measured here: the module took 146 s of CPU under load, against 10 s idle)."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def bk(single_numba_thread):
+    return BootKit()
+
+
+# -- the plaintext model ----------------------------------------------------------------------------------
+
+
+def test_decoding_matrix_is_the_encoders_embedding(bk):
+    """U (m_lo + i m_hi) are the slots the encoder gives m, and U^H U = n I (so CoeffsToSlots is U^H / n)."""
+    p = bk.params
+    n = p.slots
+    coeffs = bk.rng.normal(size=p.ring_degree)
+    u = decoding_matrix(p.ring_degree)
+    want = bk.ev.encoder.decode_coefficients(coeffs, 1.0)
+    assert np.max(np.abs(u @ (coeffs[:n] + 1j * coeffs[n:]) - want)) < 1e-9
+    assert np.max(np.abs(u.conj().T @ u - n * np.eye(n))) < 1e-8
+
+
+def test_fft_stages_factor_the_decoding_matrix():
+    """U = F_0 ... F_{log n - 1} R, each F_s with at most 3 diagonals; the grouped CoeffsToSlots is n R U^-1 and
+    the grouped SlotsToCoeffs U R^T, for every level budget."""
+    n_ring = 256
+    n = n_ring // 2
+    u = decoding_matrix(n_ring)
+    r = bit_reverse(n)
+    stages = fft_stages(n_ring)
+    assert len(stages) == int(math.log2(n))
+    prod = np.eye(n)
+    for f in stages:
+        assert len(DiagonalTransform(f).diagonals) <= 3
+        prod = prod @ f
+    assert np.max(np.abs(prod - u[:, r])) < 1e-12
+    rng = np.random.default_rng(5)
+    w = rng.normal(size=n) + 1j * rng.normal(size=n)
+    for levels in (1, 2, 3, len(stages)):
+        z = u @ w
+        for m in coeffs_to_slots_matrices(n_ring, levels):
+            z = m @ z
+        assert np.max(np.abs(z / n - w[r])) < 1e-10
+        v = w[r]
+        for m in slots_to_coeffs_matrices(n_ring, levels):
+            v = m @ v
+        assert np.max(np.abs(v - u @ w)) < 1e-10
+
+
+def test_k_bound_and_the_eval_mod_model():
+    """K from the Gaussian tail; the float model of EvalMod is sin(2 pi y) on [-K, K] within 2^-28."""
+    p = load_parameters("tiny-bootstrap-insecure", allow_insecure=True)
+    k = k_bound(p, failure_log2=-20)
+    sigma = math.sqrt((2 * p.ring_degree / 3 + 1) / 12)
+    assert 6 * sigma < k < 7 * sigma
+    config = BootstrapConfig(k=k)
+    u = np.linspace(-1, 1, 20001)
+    assert precision_bits(eval_mod_plain(u, config), np.sin(2 * np.pi * k * u)) > 28
+    # and the interpolant itself is far more accurate, before the double angles amplify it
+    c = np.polynomial.chebyshev.chebval(u, chebyshev_coefficients(config))
+    assert precision_bits(c, np.cos(2 * np.pi * (k * u - 0.25) / 2**config.double_angle)) > 40
+
+
+# -- each stage under encryption --------------------------------------------------------------------------
+
+
+def test_mod_raise_adds_a_small_multiple_of_q0(bk):
+    """The raised ciphertext decrypts to t + q0 I: I integral, within K, of the predicted spread."""
+    x = bk.slots()
+    ct = bk.ev.drop_level(bk.enc.encrypt(x), 0)
+    raised = bk.boot.mod_raise(ct)
+    assert raised.level == bk.params.max_level and raised.scale == ct.scale
+    t = bk.dec.decrypt_coefficients(ct)
+    big = bk.dec.decrypt_coefficients(raised)
+    i_poly = (big - t) / bk.boot.q0
+    assert np.max(np.abs(i_poly - np.round(i_poly))) < 1e-6
+    assert np.max(np.abs(i_poly)) <= bk.config.k
+    h = int(np.count_nonzero(bk.sk.coeffs))
+    assert abs(np.std(i_poly) / math.sqrt((h + 1) / 12) - 1) < 0.15
+    with pytest.raises(LevelError):
+        bk.boot.mod_raise(bk.enc.encrypt(x))
+
+
+def test_coeffs_to_slots_matches_the_decoding(bk):
+    """Slots of CoeffsToSlots' two outputs are (t + q0 I)_k / (K q0) for k < n and k >= n in bit-reversed order,
+    within 2^-28 in y."""
+    n = bk.params.slots
+    ct = bk.ev.drop_level(bk.enc.encrypt(bk.slots()), 0)
+    raised = bk.boot.mod_raise(ct)
+    big = bk.dec.decrypt_coefficients(raised)
+    re, im = bk.boot.coeffs_to_slots(raised)
+    assert re.level == im.level == bk.params.max_level - bk.config.cts_depth()
+    order = bk.boot.slot_order
+    y_lo, y_hi = big[:n][order] / bk.boot.q0, big[n:][order] / bk.boot.q0
+    k = bk.config.k
+    assert precision_bits(k * bk.dec.decrypt(re, n), y_lo) > 28
+    assert precision_bits(k * bk.dec.decrypt(im, n), y_hi) > 28
+
+
+def test_eval_mod_is_the_scaled_sine(bk):
+    """EvalMod on u = y / K with y = integer + small offset: sin(2 pi y) within 2^-25, in eval_mod_depth levels."""
+    n = bk.params.slots
+    k = bk.config.k
+    y = bk.rng.integers(-k + 1, k, n) + bk.rng.uniform(-2**-8, 2**-8, n)
+    level = bk.params.max_level - bk.config.cts_depth()
+    ct = bk.enc.encrypt(y / k, level=level)
+    out = bk.boot.eval_mod(ct)
+    assert out.level == level - bk.config.eval_mod_depth()
+    assert precision_bits(bk.dec.decrypt(out, n).real, np.sin(2 * np.pi * y)) > 25
+
+
+def test_slots_to_coeffs_matches_the_encoding(bk):
+    """SlotsToCoeffs of (a, b) (bit-reversed order) has coefficients q0 (a | b) / (2 pi), relative to q0 / (2 pi)."""
+    n = bk.params.slots
+    a, b = bk.rng.uniform(-1, 1, n), bk.rng.uniform(-1, 1, n)
+    level = bk.boot.output_level + bk.config.stc_levels
+    out = bk.boot.slots_to_coeffs(bk.enc.encrypt(a, level=level), bk.enc.encrypt(b, level=level), bk.params.scale)
+    assert out.level == bk.boot.output_level and out.scale == bk.params.scale
+    coeffs = bk.dec.decrypt_coefficients(out)
+    unit = bk.boot.q0 / (2 * np.pi)
+    order = bk.boot.slot_order
+    assert precision_bits(coeffs[:n][order] / unit, a) > 35
+    assert precision_bits(coeffs[n:][order] / unit, b) > 35
+
+
+# -- the whole chain --------------------------------------------------------------------------------------
+
+
+def test_bootstrap_restores_levels_and_keeps_precision(bk):
+    x = bk.slots()
+    ct = bk.ev.drop_level(bk.enc.encrypt(x), 0)
+    out = bk.boot.bootstrap(ct)
+    assert out.level == bk.boot.output_level == bk.params.max_level - bk.config.depth() == 5
+    assert out.scale == ct.scale
+    assert precision_bits(bk.dec.decrypt(out), x) > BOOTSTRAP_BITS
+    # the refreshed ciphertext computes: a product and rescale use one of the restored levels
+    sq = bk.ev.rescale(bk.ev.square(out))
+    assert precision_bits(bk.dec.decrypt(sq), x * x) > BOOTSTRAP_BITS - 2
+
+
+def test_bootstrap_real_packing(bk):
+    """Real slots stay real: the imaginary parts come back as small as the error."""
+    x = bk.slots(complex_values=False)
+    out = bk.boot.bootstrap(bk.ev.drop_level(bk.enc.encrypt(x), 0))
+    got = bk.dec.decrypt(out)
+    assert precision_bits(got, x) > BOOTSTRAP_BITS
+    assert np.max(np.abs(got.imag)) < 2.0**-BOOTSTRAP_BITS
+
+
+def test_bootstrap_sparse_packing_through_the_full_slot_circuit(bk):
+    """A message of n' = 64 values repeated over the N/2 slots (a polynomial in X^(N / 2n')) comes back
+    repeated: the full-slot circuit removes q0 I from every coefficient, whatever the packing."""
+    x = bk.slots()[:64]
+    tiled = np.tile(x, bk.params.slots // 64)
+    got = bk.dec.decrypt(bk.boot.bootstrap(bk.ev.drop_level(bk.enc.encrypt(tiled), 0)))
+    assert precision_bits(got, tiled) > BOOTSTRAP_BITS
+
+
+def test_repeated_bootstrapping(bk):
+    """Ten bootstrappings in a row (each from level 0) stay above REPEATED_BITS."""
+    x = bk.slots()
+    ct = bk.enc.encrypt(x)
+    bits = []
+    for _ in range(ROUNDS):
+        ct = bk.boot.bootstrap(bk.ev.drop_level(ct, 0))
+        bits.append(precision_bits(bk.dec.decrypt(ct), x))
+    assert min(bits) > REPEATED_BITS, bits
+    assert ct.level == bk.boot.output_level
+
+
+def test_rotation_steps_are_what_the_transforms_use(bk):
+    steps = bk.boot.rotation_steps()
+    assert steps == required_steps(bk.params, bk.config)
+    assert steps == sorted({s for t in bk.boot._cts + bk.boot._stc for s in t.rotation_steps()})
+    bare = Bootstrapper(bk.ctx, Evaluator(bk.ctx, bk.ev.relin_key), bk.config)
+    with pytest.raises(MissingKeyError):
+        bare.bootstrap(bk.ev.drop_level(bk.enc.encrypt(bk.slots()), 0))
+
+
+@pytest.mark.parametrize("budget", BUDGETS[1:])
+def test_other_level_budgets(bk, budget):
+    """A deeper split (3 groups) and the dense transform (budget 1) bootstrap as well, one level per group
+    (measured 17.6 bits for CoeffsToSlots 3, SlotsToCoeffs 1; 19.1 for 1 and 3, not run here: the dense
+    CoeffsToSlots encodes n = 512 diagonals at the top level)."""
+    config = BootstrapConfig.default(bk.params, cts_levels=budget[0], stc_levels=budget[1])
+    boot = Bootstrapper(bk.ctx, bk.ev, config)
+    x = bk.slots()
+    out = boot.bootstrap(bk.ev.drop_level(bk.enc.encrypt(x), 0))
+    assert out.level == bk.params.max_level - (budget[0] + 1) - config.eval_mod_depth() - budget[1]
+    assert precision_bits(bk.dec.decrypt(out), x) > BOOTSTRAP_BITS
+
+
+def test_config_that_does_not_fit_the_chain_is_refused(bk):
+    with pytest.raises(LevelError):
+        Bootstrapper(bk.ctx, bk.ev, BootstrapConfig(k=bk.config.k, degree=200, double_angle=12))
+
+
+# -- OpenFHE at the same parameters -----------------------------------------------------------------------
+
+
+def _openfhe_bootstrap_bits(x: np.ndarray, params, config: BootstrapConfig) -> tuple[float, int]:
+    """OpenFHE's EvalBootstrap on real slots x at the same N, moduli bits, key-switching digits, secret
+    distribution (uniform ternary), level budget and chain length: (precision bits, levels left after it)."""
+    import openfhe as o
+
+    from fhectl.bench.openfhe_baseline import _set_omp_threads
+
+    lit = params.literal
+    before = _set_omp_threads(1)  # busy shared cores: one thread (see tests/test_openfhe_baseline.py)
+    try:
+        p = o.CCParamsCKKSRNS()
+        p.SetSecretKeyDist(o.SecretKeyDist.UNIFORM_TERNARY)
+        p.SetSecurityLevel(o.SecurityLevel.HEStd_NotSet)
+        p.SetRingDim(params.ring_degree)
+        p.SetScalingModSize(lit.scale_bits)
+        p.SetFirstModSize(lit.first_mod_bits)
+        p.SetScalingTechnique(o.ScalingTechnique.FLEXIBLEAUTO)
+        p.SetNumLargeDigits(lit.dnum)
+        p.SetMultiplicativeDepth(params.max_level)
+        cc = o.GenCryptoContext(p)
+        for f in (o.PKESchemeFeature.PKE, o.PKESchemeFeature.KEYSWITCH, o.PKESchemeFeature.LEVELEDSHE,
+                  o.PKESchemeFeature.ADVANCEDSHE, o.PKESchemeFeature.FHE):
+            cc.Enable(f)
+        slots = params.slots
+        cc.EvalBootstrapSetup([config.cts_levels, config.stc_levels], [0, 0], slots)
+        keys = cc.KeyGen()
+        cc.EvalMultKeyGen(keys.secretKey)
+        cc.EvalBootstrapKeyGen(keys.secretKey, slots)
+        pt = cc.MakeCKKSPackedPlaintext(list(x), 1, params.max_level - 1, None, slots)
+        out = cc.EvalBootstrap(cc.Encrypt(keys.publicKey, pt))
+        dec = cc.Decrypt(keys.secretKey, out)
+        dec.SetLength(slots)
+        got = np.array(dec.GetRealPackedValue())
+        return precision_bits(got, x), params.max_level - out.GetLevel()  # GetLevel: levels consumed
+    finally:
+        if before is not None:
+            _set_omp_threads(before)
+
+
+def test_precision_against_openfhe_evalbootstrap(bk):
+    """At the same N = 2^10, q0 ~ 2^60, 52-bit scaling primes, dnum, uniform ternary secret and level
+    budget, fhectl's bootstrapping is at least as precise as OpenFHE's EvalBootstrap (within a bit)."""
+    pytest.importorskip("openfhe")
+    x = bk.slots(complex_values=False)
+    out = bk.boot.bootstrap(bk.ev.drop_level(bk.enc.encrypt(x), 0))
+    ours = precision_bits(bk.dec.decrypt(out), x)
+    theirs, their_levels = _openfhe_bootstrap_bits(x, bk.params, bk.config)
+    assert ours > theirs - 1.0, (ours, theirs)
+    assert out.level >= their_levels, (out.level, their_levels)

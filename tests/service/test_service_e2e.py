@@ -86,3 +86,20 @@ def test_infer_with_server_matches_the_local_infer(server, tiny_checkpoint, tmp_
     assert res.exit_code == 2 and "not served" in res.output
     res = runner.invoke(app, [*common, "--server", "http://127.0.0.1:9"])
     assert res.exit_code == 9 and "cannot reach" in res.output
+
+
+def test_a_port_in_use_is_one_error_before_the_model_loads(tmp_path):
+    import socket
+
+    from typer.testing import CliRunner
+
+    from fhectl.cli.main import app
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        res = CliRunner().invoke(app, ["serve", "--model", "not-loaded", "--port", str(port), "--store",
+                                       str(tmp_path / "store")])
+    assert res.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in res.output
+    assert "loading model" not in res.output and "Traceback" not in res.output

@@ -69,10 +69,11 @@ def infer(
     json: Json = False,
     server: Annotated[Optional[str], typer.Option("--server", help="URL of an `fhectl serve` server to run the encrypted blocks (Llama family); the secret key stays here.", show_default=False)] = None,
 ) -> None:
-    """Run GPT-2 blocks on encrypted hidden states and compare with the plaintext model.
+    """Run a model's blocks (SmolLM2 or GPT-2) on encrypted hidden states and compare with the plaintext model.
 
     The client (key holder) tokenizes, embeds and encrypts; the server runs the blocks with public keys
-    only; the client decrypts the final hidden state and applies ln_f and the LM head in the clear.
+    only (in this process, or an `fhectl serve` server with --server); the client decrypts the final hidden
+    state and applies the final norm and the LM head in the clear.
     Without bootstrapping, ciphertexts go back to the client to be decrypted and re-encrypted when the
     modulus chain runs out ("client refresh"); the report counts those round trips and their bytes.
     Everything the prompt and the flags can get wrong is checked before the weights are loaded.

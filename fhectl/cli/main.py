@@ -66,7 +66,8 @@ class LazyCommandsGroup(OneLineErrorsGroup):
 app = typer.Typer(
     name="fhectl",
     cls=LazyCommandsGroup,
-    help="CKKS keys, encryption, encrypted GPT-2 inference and benchmarks on fhectl's Numba RNS-CKKS engine.\n\n"
+    help="CKKS keys, encryption, encrypted language-model inference (SmolLM2, GPT-2; local or through `fhectl serve`) "
+    "and benchmarks on fhectl's Numba RNS-CKKS engine.\n\n"
     + EXIT_CODES_HELP,
     no_args_is_help=True,
     pretty_exceptions_enable=False,

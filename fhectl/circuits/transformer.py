@@ -29,6 +29,7 @@ import numpy as np
 from fhectl.ckks.params import Parameters
 from fhectl.circuits.levels import SimEvaluator
 from fhectl.circuits.packing import Layout
+from fhectl.circuits.refresh import level0_interval
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,15 @@ class PackedHeads:
                                     row_sum_levels=1, pad=self.compact_padding(seg))
         return probs
 
+    def attention(self, ev, q, k, v, softmax, refresh, seg: Segments, clock: StageClock):
+        """Every head's softmax(q k^T) v, one clock stage per step: q, k and v at level 2, the result at 1."""
+        with clock.stage("scores"):
+            compact = self.compact_scores(ev, q, k, seg)  # 2 -> 0, every score in one ciphertext
+        with clock.stage("softmax"):
+            probs = self.softmax_rows(ev, compact, softmax, refresh, seg)  # round trip -> top - depth
+        with clock.stage("values"):
+            return self.attend(ev, probs, v, refresh, seg)  # probs >= 3, v 2 -> 1
+
     def attend(self, ev, probs, v, refresh, seg: Segments):
         """sum_delta p_delta * rot_tokens(v, -delta) per head: v at level 2, the result at level 1."""
         (probs,) = refresh.ensure_levels_all([probs], 3, "attention values")
@@ -229,6 +239,18 @@ def rescale_stream(ev, h, old: float, new: float):
     if old > new:
         return ev.mul_int(h, int(round(old / new)))
     return ev.rescale(ev.mul_const(h, old / new))
+
+
+def residual_block(ev, h, attention, mlp, refresh, seg: Segments, clock: StageClock):
+    """h + attention(h), then + mlp(.): each half leaves the stream at level 0, so it goes back to the key
+    holder between the halves and after the block, checked against the level-0 bound (a value that wrapped
+    modulo q0 is an error, never garbage)."""
+    at_level0 = [level0_interval(ev.ctx.params)]
+    h = ev.add(h, attention(ev, h, refresh, seg, clock))  # level 0
+    (h,) = refresh.refresh([h], "residual", domains=at_level0)  # round trip -> top
+    h = ev.add(h, mlp(ev, h, refresh, seg, clock))  # level 0
+    (h,) = refresh.refresh([h], "block output", domains=at_level0)  # round trip -> top
+    return h
 
 
 # -- the depth plan from the level simulator ----------------------------------------------------------
@@ -270,4 +292,5 @@ def plan_block(block: TransformerBlock, params: Parameters) -> dict:
             "counters": dict(ev.counters)}
 
 
-__all__ = ["PackedHeads", "Segments", "SimRefresh", "StageClock", "TransformerBlock", "plan_block", "rescale_stream"]
+__all__ = ["PackedHeads", "Segments", "SimRefresh", "StageClock", "TransformerBlock", "plan_block", "rescale_stream",
+           "residual_block"]

@@ -46,7 +46,7 @@ from fhectl.circuits.linear import PackedLinear
 from fhectl.circuits.packing import Layout
 from fhectl.circuits.refresh import level0_interval
 from fhectl.circuits.softmax import softmax_circuit
-from fhectl.circuits.transformer import PackedHeads, Segments, StageClock
+from fhectl.circuits.transformer import PackedHeads, Segments, StageClock, residual_block
 from fhectl.circuits.wide import gelu_wide, inverse_sqrt_wide
 from fhectl.errors import InputError
 from fhectl.gpt2.calibration import BlockDomains
@@ -153,12 +153,7 @@ class EncryptedBlock:
             q, k, v = self.c_attn.apply(ev, [xn])  # 1 -> 0, plus the bias
             q, k, v = refresh.refresh([q, k, v], "c_attn", level=2,
                                       domains=[level0_interval(ev.ctx.params)] * 3)  # round trip -> 2
-        with clock.stage("scores"):
-            compact = self.heads.compact_scores(ev, q, k, seg)  # 2 -> 0, every score in one ciphertext
-        with clock.stage("softmax"):
-            probs = self.heads.softmax_rows(ev, compact, self.softmax, refresh, seg)  # round trip -> top - depth
-        with clock.stage("values"):
-            out = self.heads.attend(ev, probs, v, refresh, seg)  # probs >= 3, v 2 -> 1
+        out = self.heads.attention(ev, q, k, v, self.softmax, refresh, seg, clock)  # 2 -> 1
         with clock.stage("attn c_proj"):
             (a,) = self.attn_proj.apply(ev, [out], target_scale=h.scale)  # 1 -> 0
         return a
@@ -181,9 +176,4 @@ class EncryptedBlock:
 
     def forward(self, ev, h, refresh, seg: Segments, clock: StageClock):
         """h + attn(ln_1(h)), then + mlp(ln_2(.)); the stream goes back to the key holder between halves."""
-        h = ev.add(h, self.attention(ev, h, refresh, seg, clock))  # level 0
-        at_level0 = [level0_interval(ev.ctx.params)]
-        (h,) = refresh.refresh([h], "residual", domains=at_level0)  # round trip -> top
-        h = ev.add(h, self.mlp(ev, h, refresh, seg, clock))  # level 0
-        (h,) = refresh.refresh([h], "block output", domains=at_level0)  # round trip -> top
-        return h
+        return residual_block(ev, h, self.attention, self.mlp, refresh, seg, clock)

@@ -51,7 +51,7 @@ from fhectl.circuits.linear import PackedLinear
 from fhectl.circuits.packing import Layout
 from fhectl.circuits.refresh import level0_interval
 from fhectl.circuits.softmax import softmax_circuit
-from fhectl.circuits.transformer import PackedHeads, Segments, StageClock
+from fhectl.circuits.transformer import PackedHeads, Segments, StageClock, residual_block
 from fhectl.circuits.wide import inverse_sqrt_wide, silu_wide
 from fhectl.errors import InputError
 from fhectl.llama.calibration import BlockDomains
@@ -185,12 +185,7 @@ class EncryptedLlamaBlock:
         with clock.stage("rope"):
             tables = self.rope_slots(seg)
             q, k = self.rope(ev, q, tables), self.rope(ev, k, tables)  # 3 -> 2
-        with clock.stage("scores"):
-            compact = self.heads.compact_scores(ev, q, k, seg)  # 2 -> 0, every score in one ciphertext
-        with clock.stage("softmax"):
-            probs = self.heads.softmax_rows(ev, compact, self.softmax, refresh, seg)  # round trip -> top - depth
-        with clock.stage("values"):
-            out = self.heads.attend(ev, probs, v, refresh, seg)  # probs >= 3, v 2 -> 1
+        out = self.heads.attention(ev, q, k, v, self.softmax, refresh, seg, clock)  # 2 -> 1
         with clock.stage("o_proj"):
             (a,) = self.o_proj.apply(ev, [out], target_scale=h.scale)  # 1 -> 0
         return a
@@ -216,9 +211,4 @@ class EncryptedLlamaBlock:
 
     def forward(self, ev, h, refresh, seg: Segments, clock: StageClock):
         """h + attn(norm(h)), then + mlp(norm(.)); the stream goes back to the key holder between halves."""
-        h = ev.add(h, self.attention(ev, h, refresh, seg, clock))
-        at_level0 = [level0_interval(ev.ctx.params)]
-        (h,) = refresh.refresh([h], "residual", domains=at_level0)  # round trip: the attention half leaves level 0
-        h = ev.add(h, self.mlp(ev, h, refresh, seg, clock))
-        (h,) = refresh.refresh([h], "block output", domains=at_level0)
-        return h
+        return residual_block(ev, h, self.attention, self.mlp, refresh, seg, clock)

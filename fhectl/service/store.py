@@ -29,9 +29,8 @@ from pathlib import Path
 
 from fhectl.errors import FormatError, InputError
 from fhectl.io.atomic import atomic_write_bytes
-from fhectl.io.container import read_container, unbundle_containers
+from fhectl.io.keyring import read_public_export
 
-BUNDLE_KIND = "keyset-public"
 # member name -> the kind it must have: the evaluation keys a server uses and the public key (checked, unused).
 # Rewrap keys of a keyring export are public switching keys; a server has no use for them but they are harmless.
 PUBLIC_MEMBERS = {"public-key": "public-key", "relin-key": "relin-key", "galois-keys": "galois-keys"}
@@ -94,27 +93,26 @@ class JobRecord:
 
 
 def check_public_bundle(path: Path, params_id: str, max_bytes: int) -> tuple[str, list[int]]:
-    """(key id, Galois elements) of an uploaded bundle, after every check a stored file gets; FormatError
-    (or KeyMismatch-like InputError) if it is not public evaluation material for these parameters."""
-    bundle = read_container(path, expected_kind=BUNDLE_KIND, max_bytes=max_bytes, mmap=True)  # GiBs: not in RAM
-    members = unbundle_containers(bundle, "key bundle")
+    """(key id, Galois elements) of an uploaded bundle, after every check a stored bundle gets (checksums,
+    every member bound to the bundle's key and parameters: ``read_public_export``), and those of a server:
+    public evaluation material only, for the parameters it runs. FormatError or KeyMismatchError otherwise."""
+    _, members = read_public_export(path, max_bytes=max_bytes, mmap=True)  # GiBs: mapped, not read into RAM
     for name, c in members.items():
         if c.kind == "secret-key" or "secret" in name:
             raise FormatError(f"key bundle member {name!r} is secret material: a server never takes a secret key")
         want = PUBLIC_MEMBERS.get(name, "switching-key" if REWRAP_MEMBER.match(name) else None)
         if want is None or c.kind != want:
             raise FormatError(f"key bundle member {name!r} ({c.kind}) is not public evaluation material")
-        if c.params_id != bundle.params_id or c.key_id != bundle.key_id:
-            raise FormatError(f"key bundle member {name!r} is bound to another key or parameter set")
     missing = sorted(set(PUBLIC_MEMBERS) - set(members))
     if missing:
         raise FormatError(f"key bundle lacks {', '.join(missing)}")
-    if bundle.params_id != params_id:
-        raise FormatError(f"key bundle is for parameter set {bundle.params_id!r}; this server runs {params_id!r}")
-    if not valid_id(bundle.key_id):
+    public = members["public-key"]  # bound to the bundle's key id and parameters, like every member
+    if public.params_id != params_id:
+        raise FormatError(f"key bundle is for parameter set {public.params_id!r}; this server runs {params_id!r}")
+    if not valid_id(public.key_id):
         raise FormatError("key bundle's key id is not 8-128 characters [A-Za-z0-9_-]")
     elements = members["galois-keys"].meta.get("elements")
-    return bundle.key_id, list(elements) if isinstance(elements, list) else []
+    return public.key_id, list(elements) if isinstance(elements, list) else []
 
 
 class Store:

@@ -30,7 +30,7 @@ def serve(
     layers: Annotated[Optional[int], typer.Option("--layers", help="Blocks the server runs encrypted (default: all).", min=1, show_default=False)] = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Tokens per ciphertext (default: the most the layout holds).", min=1, show_default=False)] = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="TCP port.", min=1, max=65535)] = 8765,
+    port: Annotated[int, typer.Option("--port", help="TCP port (0: a free one, printed at start).", min=0, max=65535)] = 8765,
     store: Annotated[Optional[Path], typer.Option("--store", help="Folder for bundles and jobs (default ~/.local/share/fhectl/server).", show_default=False)] = None,
     workers: Annotated[int, typer.Option("--workers", help="Worker processes or Ray actors (each holds the model).", min=1, max=64)] = 1,
     executor: Annotated[ExecutorChoice, typer.Option("--executor", help="Where jobs run: local (worker processes here) or ray (actors in a Ray cluster; pip install 'fhectl[ray]').", case_sensitive=False)] = ExecutorChoice.local,

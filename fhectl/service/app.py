@@ -122,10 +122,10 @@ def build_executor(config: ServerConfig) -> Executor:
 
 def create_app(config: ServerConfig, executor: Executor | None = None) -> FastAPI:
     """The ASGI app. The model is loaded here (seconds to minutes); workers start with the app's lifespan."""
-    executor = executor or build_executor(config)  # first: a Ray cluster that cannot be joined fails fast
+    store = Store(config.store)  # first the cheap checks: an unusable store folder, or a Ray cluster that
+    executor = executor or build_executor(config)  # cannot be joined, fails before the model loads
     served = ServedModel(config.spec)
     info = served.info()
-    store = Store(config.store)
     scheduler = Scheduler(store, executor, config.limits, served.params.params_id)
     # Parsing and checking uploads (GiBs at N = 2^16) runs off the event loop, in a pool of its own (long
     # polls wait on the loop itself and hold no thread).

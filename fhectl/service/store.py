@@ -118,9 +118,13 @@ def check_public_bundle(path: Path, params_id: str, max_bytes: int) -> tuple[str
 class Store:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).expanduser()
-        for sub in ("", "bundles", "jobs", "incoming"):
-            (self.root / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.root, 0o700)
+        try:
+            for sub in ("", "bundles", "jobs", "incoming"):
+                (self.root / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self.root, 0o700)
+        except OSError as exc:
+            raise InputError(f"--store {self.root}: cannot use it as the server's store folder "
+                             f"({exc.strerror or exc})") from None
 
     # -- paths ---------------------------------------------------------------------------------------------
     def incoming(self) -> Path:

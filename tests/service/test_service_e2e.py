@@ -103,3 +103,16 @@ def test_a_port_in_use_is_one_error_before_the_model_loads(tmp_path):
                                        str(tmp_path / "store")])
     assert res.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in res.output
     assert "loading model" not in res.output and "Traceback" not in res.output
+
+
+def test_an_unusable_store_is_one_error_before_the_model_loads(tmp_path):
+    from typer.testing import CliRunner
+
+    from fhectl.cli.main import app
+
+    a_file = tmp_path / "store"
+    a_file.write_text("not a folder")
+    res = CliRunner().invoke(app, ["serve", "--model", "never-loaded", "--weights", str(tmp_path / "absent"),
+                                   "--port", "0", "--store", str(a_file)])
+    assert res.exit_code == 2 and "cannot use it as the server's store folder" in res.output
+    assert "Traceback" not in res.output

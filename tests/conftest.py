@@ -8,6 +8,7 @@ import os
 import zlib
 
 import huggingface_hub.constants
+import numba
 import numpy as np
 import pytest
 
@@ -81,3 +82,14 @@ def offline_hub(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     return tmp_path / "hf" / "hub"
+
+
+@pytest.fixture(scope="module")
+def single_numba_thread():
+    """One engine thread for a module (restored afterwards; use with ``pytestmark = pytest.mark.usefixtures``):
+    at N = 2^10 a kernel call is microseconds of work, and on a shared 2-core machine a 2-thread team waits for
+    scheduler ticks (measured: the bootstrapping module took 146 s of CPU under load against 10 s idle)."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(before)

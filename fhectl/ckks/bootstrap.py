@@ -6,7 +6,8 @@ the same message at a high level in four stages:
 
 1. ModRaise: read the two polynomials' centred residues modulo q_0 as integers modulo the whole chain Q.
    The ciphertext then decrypts to t + q_0 I(X), with I(X) an integer polynomial whose coefficients are
-   bounded by about K (see ``k_bound``).
+   bounded by about K (see ``k_bound``). With sparse-secret encapsulation (``fhectl.ckks.encapsulation``,
+   the 128-bit profiles) the raise happens under a secret of weight 32, so K = 17 instead of ~400.
 2. CoeffsToSlots: the homomorphic *decoding*: move the N coefficients of t + q_0 I into slots, as two
    ciphertexts holding the real numbers u = (t + q_0 I) / (K q_0) in [-1, 1], one for the coefficients
    k < N/2 and one for k >= N/2, then a conjugation to split real and imaginary parts.
@@ -36,19 +37,29 @@ group is one plaintext-matrix product with at most 2^(a+1) - 1 diagonals for a s
 baby-step giant-step with hoisted baby rotations [Halevi, Shoup, CRYPTO 2014], one level per group. A
 budget of 1 is the dense n-diagonal product.
 
-Precision: the message is Delta / q_0 (2^-8 with the tiny-bootstrap profile) of one unit of y, so every
-error in CoeffsToSlots and EvalMod counts about q_0 / Delta times more against the message than against
-y. CoeffsToSlots maps integers of ~2^66 (t + q_0 I) to ~2^52 (Delta u); if its first group rescaled by one
+Precision: the message is Delta / q_0 (2^-8 with the tiny-bootstrap profile, 2^-15 with boot-n16-128) of
+one unit of y, so every error in CoeffsToSlots and EvalMod counts about q_0 / Delta times more against the
+message than against y; and a slot sums N coefficients, so a coefficient's error counts about sqrt(N)
+times in a slot. Hence EvalMod and CoeffsToSlots run on 60-bit primes in boot-n16-128 (measured at
+N = 2^16: 35 bits in y after CoeffsToSlots, 32 after EvalMod), and the refinement (``bootstrap``) adds a
+second pass on the first one's error. boot-n16-128 takes a wide q0 / Delta = 2^15, so that values up to 32
+pass the sine (a refresh at level 0 cannot scale them down first), and pays for it in the first pass
+(12.6 bits worst, 15.1 mean on real slots in [-1, 1]), which the second wins back: 23.2 to 23.6 bits worst,
+26.5 mean against the input's own decryption; 19.8 to 20.0 against the plaintext, which is what a fresh
+encryption at Delta = 2^40 itself holds (measured by ``fhectl bench --suite bootstrap``).
+CoeffsToSlots maps integers of ~2^66 (t + q_0 I) to ~2^52 (Delta u); if its first group rescaled by one
 prime, its plaintext would carry that shrink in integers of about 2^28, a relative precision coarser than
-the message itself. So the first group rescales by two primes (plaintext integers ~2^80, whose relative
-precision is then float64's 2^-52 in the encoder) and the later groups carry unit-size entries at scale
-q_l. And every addition here is between operands whose scales are equal exactly, by construction
-(``mul_const`` with a target scale in ``_ChebyshevBasis``): the evaluator's tolerance of 2^-16 between
-scales would otherwise add errors of that relative size, far above the message.
+the message itself. So the first group rescales by two primes (plaintext integers ~2^80 to 2^100, whose
+relative precision is then float64's 2^-52 in the encoder), each group is scaled to be unitary (so the
+values, and the integers that carry them, keep their size from group to group) and the later groups carry
+unit-size entries at scale q_l. And every addition here is between operands whose scales are equal
+exactly, by construction (``mul_const`` with a target scale in ``_ChebyshevBasis``): the evaluator's
+tolerance of 2^-16 between scales would otherwise add errors of that relative size, far above the message.
 
 The ``Bootstrapper`` uses only the evaluator and the backend seam, so it runs unchanged on every backend.
-Building the transforms multiplies dense n x n matrices: fine up to N = 2^12 or so; larger rings need the
-diagonals of each group computed directly (future work). Sparse packing (n' < N/2 slots, repeated) is
+The groups' diagonals are computed directly from the stages' (``coeffs_to_slots_diagonals``), never as
+n x n matrices; the dense ``*_matrices`` are the slow reference they are tested against at small N.
+Sparse packing (n' < N/2 slots, repeated) is
 refreshed correctly by this full-slot circuit, since it removes q_0 I from every coefficient; the cheaper
 sparse variant (trace to the subring, n'-point transforms, real and imaginary parts in one EvalMod
 [Chen, Chillotti, Song 2019; Bossuat et al. 2021]) is future work.
@@ -61,14 +72,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fhectl.ckks import encapsulation
 from fhectl.ckks.ciphertext import Ciphertext, Plaintext
 from fhectl.ckks.context import CKKSContext
+from fhectl.ckks.encapsulation import EncapsulationKeys
 from fhectl.ckks.evaluator import Evaluator
 from fhectl.ckks.params import Parameters
-from fhectl.errors import FhectlError, LevelError
+from fhectl.errors import FhectlError, LevelError, MissingKeyError, ParameterError
 
 # ---------------------------------------------------------------------------------------------------------
 # Configuration and the plaintext model
+
+MAX_APPROXIMATION_ERROR = 2.0**-30  # EvalMod's interpolant, before the double angles (tiny profile: 2^-40)
 
 
 def k_bound(params: Parameters, failure_log2: float = -20.0, hamming_weight: int | None = None) -> int:
@@ -106,10 +121,48 @@ class BootstrapConfig:
     degree: int = 30
     cts_levels: int = 2
     stc_levels: int = 2
+    sparse_weight: int | None = None  # Hamming weight of the encapsulation secret (None: ModRaise under s)
+    refine_bits: int = 0  # > 0: a second bootstrapping of the first one's error times 2^refine_bits (Meta-BTS)
 
     @staticmethod
     def default(params: Parameters, failure_log2: float = -20.0, **kw) -> "BootstrapConfig":
+        """The dense-secret circuit (K from ``k_bound``): what the small test rings use."""
         return BootstrapConfig(k=k_bound(params, failure_log2), **kw)
+
+    @staticmethod
+    def encapsulated(weight: int = 32, **kw) -> "BootstrapConfig":
+        """With sparse-secret encapsulation (``fhectl.ckks.encapsulation``): K = (h + 1) / 2 + 1 = 17 for
+        h = 32 with no failure probability; cos(2 pi (y - 1/4) / 16) on [-17, 17] by a degree-27 Chebyshev
+        interpolant is accurate to 2^-46 (float model), then 4 double angles: EvalMod takes 10 levels.
+        Budgets of 3 and 3: groups of 5 FFT stages at N = 2^16, at most 63 diagonals each. refine_bits = 12:
+        two passes (``Bootstrapper.bootstrap``), the second on the first one's error (~2^-16 at N = 2^16)
+        times 2^12."""
+        args = dict(double_angle=4, degree=27, cts_levels=3, stc_levels=3, refine_bits=12)
+        args.update(kw)
+        return BootstrapConfig(k=encapsulation.sparse_bound(weight), sparse_weight=weight, **args)
+
+    @staticmethod
+    def for_params(params: Parameters) -> "BootstrapConfig":
+        """The circuit a profile was made for: encapsulated when it declares bootstrapping primes
+        (``bootstrap_mod_bits``), else the dense default, which only small rings can use: ParameterError when
+        its EvalMod interpolant cannot cover the dense secret's K (K ~ 400 at N = 2^16)."""
+        if params.bootstrap_levels:
+            return BootstrapConfig.encapsulated()
+        config = BootstrapConfig.default(params)
+        error = config.approximation_error()
+        if error > MAX_APPROXIMATION_ERROR:
+            raise ParameterError(
+                f"profile {params.name} cannot bootstrap: its dense secret needs K = {config.k}, and the default "
+                f"EvalMod (degree {config.degree}, {config.double_angle} double angles) is off by "
+                f"2^{math.log2(error):.1f}; bootstrappable profiles set primes aside for the encapsulated circuit "
+                "(bootstrap_mod_bits: boot-n16-128)")
+        return config
+
+    def approximation_error(self, points: int = 20001) -> float:
+        """max |interpolant - cos(2 pi (K u - 1/4) / 2^r)| on [-1, 1] (the float model, before double angles)."""
+        u = np.linspace(-1.0, 1.0, points)
+        want = np.cos(2 * np.pi * (self.k * u - 0.25) / 2**self.double_angle)
+        return float(np.max(np.abs(np.polynomial.chebyshev.chebval(u, chebyshev_coefficients(self)) - want)))
 
     def cts_depth(self) -> int:
         return self.cts_levels + 1
@@ -118,9 +171,13 @@ class BootstrapConfig:
         # T_d needs ceil(log2 d) products, the coefficients one more, then one level per double angle.
         return math.ceil(math.log2(self.degree)) + 1 + self.double_angle
 
-    def depth(self) -> int:
-        """Levels one bootstrapping consumes: CoeffsToSlots + EvalMod + SlotsToCoeffs."""
+    def single_depth(self) -> int:
+        """Levels one pass consumes: CoeffsToSlots + EvalMod + SlotsToCoeffs."""
         return self.cts_depth() + self.eval_mod_depth() + self.stc_levels
+
+    def depth(self) -> int:
+        """Levels a bootstrapping consumes: one pass, and one more for the refinement's 2^-refine_bits."""
+        return self.single_depth() + (1 if self.refine_bits else 0)
 
 
 def decoding_matrix(ring_degree: int) -> np.ndarray:
@@ -183,7 +240,8 @@ def _split(count: int, groups: int) -> list[range]:
 
 
 def coeffs_to_slots_matrices(ring_degree: int, levels: int) -> list[np.ndarray]:
-    """The groups of F^H, in the order applied: their product (last first) is n R U^H = F^H stage-reversed."""
+    """The groups of F^H, in the order applied: their product (last first) is n R U^H = F^H stage-reversed.
+    Dense n x n: the reference ``coeffs_to_slots_diagonals`` is tested against (small N only)."""
     stages = fft_stages(ring_degree)
     out = []
     for group in _split(len(stages), levels):
@@ -195,13 +253,91 @@ def coeffs_to_slots_matrices(ring_degree: int, levels: int) -> list[np.ndarray]:
 
 
 def slots_to_coeffs_matrices(ring_degree: int, levels: int) -> list[np.ndarray]:
-    """The groups of F, in the order applied: their product (last first) is F = U R^T."""
+    """The groups of F, in the order applied: their product (last first) is F = U R^T. Dense reference."""
     stages = fft_stages(ring_degree)
     out = []
     for group in reversed(_split(len(stages), levels)):
         m = np.eye(ring_degree // 2, dtype=np.complex128)
         for s in reversed(group):  # F_{log n - 1} first
             m = stages[s] @ m
+        out.append(m)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The same groups as diagonals, without n x n matrices (N = 2^16: n = 2^15, a dense group would be 16 GiB)
+#
+# A matrix is {signed offset k: diag_k}, diag_k[j] = M[j, (j + k) mod n], holding only its non-zero
+# diagonals. A product of two such matrices has diag_k(AB)[j] = sum_{a + b = k} diag_a(A)[j] diag_b(B)[j + a],
+# so a group of a stages (3 diagonals each) has at most 2^(a+1) - 1 diagonals and costs O(4^a n) to build.
+
+Diagonals = dict[int, np.ndarray]
+
+
+def _signed(k: int, n: int) -> int:
+    k %= n
+    return k if k <= n // 2 else k - n
+
+
+def stage_diagonals(ring_degree: int, s: int) -> Diagonals:
+    """The diagonals of F_s = I_{2^s} (x) B_m, m = n / 2^s (``fft_stages``), computed directly."""
+    n = ring_degree // 2
+    m = n >> s
+    half = m // 2
+    powers = _rotation_group(half, 4 * m)
+    d = np.exp(1j * np.pi * powers / (2 * m))
+    pos = np.arange(n) % m
+    top = pos < half  # rows in the upper half of their block: [I, D]
+    main = np.where(top, 1.0 + 0j, -d[np.where(top, 0, pos - half)])
+    up = np.where(top, d[np.where(top, pos, 0)], 0)  # M[j, j + m/2] = D[j mod m]
+    down = np.where(top, 0, 1.0 + 0j)  # M[j, j - m/2] = 1
+    out: Diagonals = {0: main}
+    for k, v in ((_signed(half, n), up), (_signed(-half, n), down)):
+        out[k] = out[k] + v if k in out else v  # m = n: +n/2 and -n/2 are the same diagonal
+    return out
+
+
+def adjoint_diagonals(a: Diagonals, n: int) -> Diagonals:
+    """M^H: diag_k(M^H)[j] = conj(M[j + k, j]) = conj(diag_{-k}(M)[j + k])."""
+    return {_signed(-k, n): np.conj(np.roll(v, k)) for k, v in a.items()}
+
+
+def multiply_diagonals(a: Diagonals, b: Diagonals, n: int, tol: float = 1e-13) -> Diagonals:
+    """AB from the diagonals of A and B (see above); diagonals below ``tol`` times the largest are dropped."""
+    out: Diagonals = {}
+    for ka, va in a.items():
+        for kb, vb in b.items():
+            k = _signed(ka + kb, n)
+            term = va * np.roll(vb, -ka)
+            out[k] = out[k] + term if k in out else term
+    big = max(float(np.max(np.abs(v))) for v in out.values())
+    return {k: v for k, v in out.items() if np.max(np.abs(v)) > tol * big}
+
+
+def coeffs_to_slots_diagonals(ring_degree: int, levels: int) -> list[Diagonals]:
+    """``coeffs_to_slots_matrices`` as diagonals, for any N."""
+    n = ring_degree // 2
+    count = n.bit_length() - 1
+    out = []
+    for group in _split(count, levels):
+        m: Diagonals | None = None
+        for s in group:  # F_0^H first: M <- F_s^H M
+            f = adjoint_diagonals(stage_diagonals(ring_degree, s), n)
+            m = f if m is None else multiply_diagonals(f, m, n)
+        out.append(m)
+    return out
+
+
+def slots_to_coeffs_diagonals(ring_degree: int, levels: int) -> list[Diagonals]:
+    """``slots_to_coeffs_matrices`` as diagonals, for any N."""
+    n = ring_degree // 2
+    count = n.bit_length() - 1
+    out = []
+    for group in reversed(_split(count, levels)):
+        m: Diagonals | None = None
+        for s in reversed(group):  # F_{log n - 1} first: M <- F_s M
+            f = stage_diagonals(ring_degree, s)
+            m = f if m is None else multiply_diagonals(f, m, n)
         out.append(m)
     return out
 
@@ -238,20 +374,12 @@ class DiagonalTransform:
     b minimises the number of distinct rotations.
     """
 
-    def __init__(self, matrix: np.ndarray, cache_size: int = 1):
-        n = matrix.shape[0]
-        if matrix.shape != (n, n):
-            raise FhectlError(f"a linear transform needs a square matrix, got {matrix.shape}")
-        self.matrix = matrix
+    def __init__(self, diagonals: Diagonals, n: int, cache_size: int = 1):
+        if not diagonals or any(v.shape != (n,) for v in diagonals.values()):
+            raise FhectlError(f"a linear transform needs non-empty diagonals of length {n}")
         self.n = n
-        rows = np.arange(n)
-        tol = 1e-12 * float(np.max(np.abs(matrix)))
-        diagonals = {}
-        for k in range(n):
-            d = matrix[rows, (rows + k) % n]
-            if np.max(np.abs(d)) > tol:
-                diagonals[k if k <= n // 2 else k - n] = d  # signed offset: short rotations
-        self.diagonals = diagonals
+        self.diagonals = {_signed(k, n): v for k, v in diagonals.items()}
+        diagonals = self.diagonals
         best = None
         b = 1
         while b <= n:
@@ -265,11 +393,27 @@ class DiagonalTransform:
         self.cache_size = cache_size
         self._cache: dict = {}
 
+    @staticmethod
+    def from_matrix(matrix: np.ndarray, cache_size: int = 1) -> "DiagonalTransform":
+        """The non-zero diagonals of a dense square matrix (the reference path, small n)."""
+        n = matrix.shape[0]
+        if matrix.shape != (n, n):
+            raise FhectlError(f"a linear transform needs a square matrix, got {matrix.shape}")
+        rows = np.arange(n)
+        tol = 1e-12 * float(np.max(np.abs(matrix)))
+        diagonals = {}
+        for k in range(n):
+            d = matrix[rows, (rows + k) % n]
+            if np.max(np.abs(d)) > tol:
+                diagonals[k] = d
+        return DiagonalTransform(diagonals, n, cache_size)
+
     def rotation_steps(self) -> list[int]:
         return sorted((set(self.babies) | set(self.giants)) - {0})
 
     def eval_plain(self, z: np.ndarray) -> np.ndarray:
-        return self.matrix @ z
+        """sum_k diag_k * z[j + k]: the matrix product, in floats."""
+        return sum(v * np.roll(z, -k) for k, v in self.diagonals.items())
 
     def _plaintexts(self, ev: Evaluator, level: int, scale: float) -> dict:
         """The encoded, pre-rotated diagonals at (level, scale), kept for the next call with the same pair
@@ -414,8 +558,16 @@ def mod_raise(ctx: CKKSContext, ct: Ciphertext) -> Ciphertext:
 
 
 def _transforms(params: Parameters, config: BootstrapConfig) -> tuple[list, list]:
-    cts = [DiagonalTransform(m) for m in coeffs_to_slots_matrices(params.ring_degree, config.cts_levels)]
-    stc = [DiagonalTransform(m) for m in slots_to_coeffs_matrices(params.ring_degree, config.stc_levels)]
+    """CoeffsToSlots' groups, each of a FFT stages scaled by 2^(-a/2): every stage (rows of two unit entries)
+    is then unitary, so the values keep their size from group to group, and so do the integers that carry
+    them (unscaled, CoeffsToSlots' first group would put out values 2^(-1/2) per later stage smaller, that
+    much closer to the rounding of each rescale: 5 bits at N = 2^16 with budget 3). SlotsToCoeffs' groups
+    as they are."""
+    n = params.slots
+    sizes = [len(g) for g in _split(n.bit_length() - 1, config.cts_levels)]
+    groups = coeffs_to_slots_diagonals(params.ring_degree, config.cts_levels)
+    cts = [DiagonalTransform({k: v * 2.0 ** (-a / 2) for k, v in d.items()}, n) for a, d in zip(sizes, groups)]
+    stc = [DiagonalTransform(d, n) for d in slots_to_coeffs_diagonals(params.ring_degree, config.stc_levels)]
     return cts, stc
 
 
@@ -432,13 +584,24 @@ class Bootstrapper:
     Slots between CoeffsToSlots and SlotsToCoeffs are in bit-reversed coefficient order (``slot_order``).
     """
 
-    def __init__(self, ctx: CKKSContext, ev: Evaluator, config: BootstrapConfig | None = None):
+    def __init__(self, ctx: CKKSContext, ev: Evaluator, config: BootstrapConfig | None = None,
+                 encapsulation: EncapsulationKeys | None = None):
         self.ctx = ctx
         self.ev = ev
         p = ctx.params
-        self.config = BootstrapConfig.default(p) if config is None else config
+        self.config = BootstrapConfig.for_params(p) if config is None else config
         if self.config.depth() > p.max_level:
             raise LevelError(f"bootstrapping needs {self.config.depth()} levels, the chain has {p.max_level}")
+        if p.bootstrap_levels and self.config.depth() != p.bootstrap_levels:
+            raise LevelError(f"bootstrapping takes {self.config.depth()} levels, profile {p.name} sets aside "
+                             f"{p.bootstrap_levels} primes for it: the stages would not land on their primes")
+        if (self.config.sparse_weight is None) != (encapsulation is None):
+            raise MissingKeyError("sparse-secret encapsulation needs its keys (fhectl.ckks.encapsulation.generate)"
+                                  if encapsulation is None else
+                                  "encapsulation keys given to a circuit configured without encapsulation")
+        if encapsulation is not None and encapsulation.weight != self.config.sparse_weight:
+            raise LevelError(f"encapsulation keys of weight {encapsulation.weight}, circuit for {self.config.sparse_weight}")
+        self.encapsulation = encapsulation
         self.q0 = p.moduli_q[0]
         self.n = p.slots
         self._cts, self._stc = _transforms(p, self.config)
@@ -475,13 +638,15 @@ class Bootstrapper:
         Levels: ct.level -> ct.level - cts_depth().
         """
         ev = self.ev
-        eval_scale = self.ctx.params.scale if eval_scale is None else eval_scale
-        # Slots at scale s are z = U w / s (w = t_lo + i t_hi); wanted: R w / (2 K q0) = c F^H z with
-        # c = s / (2 n K q0) ~ 2^-24 (halved: the real part comes as ct + conj(ct)). c stays out of the
-        # plaintexts: the groups compute F^H z at the label eval_scale * c, whose integer polynomial is
-        # eval_scale * (c F^H z); relabelling it eval_scale is then exact. The first group rescales by two
-        # primes, so its plaintext holds the shrink q^2 c in integers of ~2^80 (module docstring).
-        c = ct.scale / (2 * self.n * self.config.k * self.q0)
+        if eval_scale is None:  # EvalMod's scale: about its primes, so that each rescale keeps it
+            eval_scale = float(self.ctx.params.moduli_q[ct.level - self.config.cts_depth()])
+        # Slots at scale s are z = U w / s (w = t_lo + i t_hi); wanted: R w / (2 K q0) = c F^H z / sqrt(n)
+        # (the groups are unitary, ``_transforms``) with c = s / (2 sqrt(n) K q0) (halved: the real part comes
+        # as ct + conj(ct)). c stays out of the plaintexts: the groups compute F^H z / sqrt(n) at the label
+        # eval_scale * c, whose integer polynomial is eval_scale * (c F^H z / sqrt(n)); relabelling it
+        # eval_scale is then exact. The first group rescales by two primes, so its plaintext holds the shrink
+        # q^2 c in integers of ~2^80 (module docstring).
+        c = ct.scale / (2 * math.sqrt(self.n) * self.config.k * self.q0)
         w = self._cts[0].evaluate(ev, ct, eval_scale * c, primes=2)  # level l -> l - 2
         for transform in self._cts[1:]:
             w = transform.evaluate(ev, w, w.scale, primes=1)  # one level per group
@@ -515,11 +680,37 @@ class Bootstrapper:
         w.scale = out_scale
         return w
 
-    def bootstrap(self, ct: Ciphertext) -> Ciphertext:
-        """ct (any level; dropped to 0 first) refreshed to ``output_level`` at the same scale."""
+    def bootstrap_once(self, ct: Ciphertext) -> Ciphertext:
+        """One pass: ct (any level; dropped to 0 first) at level max_level - single_depth(), same scale."""
         self.ctx.check(ct)
         ct0 = self.ev.drop_level(ct, 0)
-        raised = self.mod_raise(ct0)  # level 0 -> L; decrypts to t + q0 I
+        if self.encapsulation is not None:
+            ct0 = encapsulation.to_sparse(self.ctx, ct0, self.encapsulation)  # under s'
+        raised = self.mod_raise(ct0)  # level 0 -> L; decrypts to t + q0 I, |I| <= K
+        if self.encapsulation is not None:
+            raised = encapsulation.to_dense(self.ctx, raised, self.encapsulation)  # back under s
         re, im = self.coeffs_to_slots(raised)  # -> L - cts_depth
         re, im = self.eval_mod(re), self.eval_mod(im)  # -> L - cts_depth - eval_mod_depth
-        return self.slots_to_coeffs(re, im, ct.scale)  # -> output_level, scale of the input
+        return self.slots_to_coeffs(re, im, ct.scale)  # -> L - single_depth, scale of the input
+
+    def bootstrap(self, ct: Ciphertext) -> Ciphertext:
+        """ct (any level; dropped to 0 first) refreshed to ``output_level`` at the same scale.
+
+        With ``refine_bits`` = k > 0 [Bae, Cheon, Cho, Kim, Kim, "META-BTS: bootstrapping precision beyond
+        the limit", CCS 2022]: ct1 = pass(ct) = m + e1; the level-0 difference ct - ct1 = -e1, times the
+        integer 2^k (no level), is small enough for a second pass: ct2 = -2^k e1 + e2; and ct1 + 2^-k ct2 =
+        m + 2^-k e2. A pass's error is mostly noise, about the same for any small input, so the result is
+        about k bits more precise, at twice the time and one level (the product by 2^-k).
+        """
+        first = self.bootstrap_once(ct)
+        k = self.config.refine_bits
+        if not k:
+            return first
+        ev = self.ev
+        ct0 = ev.drop_level(ct, 0)
+        diff = ev.sub(ct0, ev.drop_level(first, 0))  # -e1, exactly the same scale
+        second = self.bootstrap_once(ev.mul_int(diff, 1 << k))  # -2^k e1 + e2
+        # 2^-k ct2 lands on the first pass's scale exactly (``mul_const`` with a target scale), one level down
+        correction = ev.rescale(ev.mul_const(second, 2.0**-k, target_scale=first.scale))
+        correction.scale = first.scale  # equal up to float rounding of the constant's scale
+        return ev.add(ev.drop_level(first, correction.level), correction)

@@ -56,6 +56,10 @@ class ParametersLiteral:
     levels: int  # number of rescalings available: the chain has levels + 1 primes
     dnum: int  # hybrid key switching: number of digits the chain is split into
     special_mod_bits: int = 60  # bits of each special prime of P
+    # Primes above the ``levels`` scaling primes, bottom to top, for bootstrapping
+    # (fhectl.ckks.bootstrap): SlotsToCoeffs, EvalMod and CoeffsToSlots consume them from the top down.
+    # EvalMod wants primes larger than Delta: its errors count q0 / Delta times more against the message.
+    bootstrap_mod_bits: tuple[int, ...] = ()
     secret: str = "ternary"  # uniform ternary secret, the distribution the security table assumes
     sigma: float = 3.19  # standard deviation of the discrete Gaussian error
     security: str = "128"  # "128" (checked against the table) or "none" (refused unless allowed)
@@ -76,6 +80,11 @@ class ParametersLiteral:
         for k in ("log_n", "scale_bits", "first_mod_bits", "levels", "dnum", "special_mod_bits"):
             if k in values and (not isinstance(values[k], int) or isinstance(values[k], bool)):
                 raise ParameterError(f"{source}: {k} must be an integer, got {values[k]!r}")
+        if "bootstrap_mod_bits" in values:
+            bits = values["bootstrap_mod_bits"]
+            if not isinstance(bits, (list, tuple)) or not all(isinstance(b, int) and not isinstance(b, bool) for b in bits):
+                raise ParameterError(f"{source}: bootstrap_mod_bits must be a list of integers, got {bits!r}")
+            values["bootstrap_mod_bits"] = tuple(bits)
         if "security" in values:
             values["security"] = str(values["security"])
         if "sigma" in values:
@@ -109,6 +118,16 @@ class Parameters:
         return float(2**self.literal.scale_bits)
 
     @property
+    def bootstrap_levels(self) -> int:
+        """Primes at the top of the chain set aside for bootstrapping (0: the chain is uniform)."""
+        return len(self.literal.bootstrap_mod_bits)
+
+    @property
+    def message_levels(self) -> int:
+        """Levels at the scaling primes (Delta): what a circuit has between bootstrappings."""
+        return self.max_level - self.bootstrap_levels
+
+    @property
     def all_moduli(self) -> tuple[int, ...]:
         """Q then P: row r of every table of the ring is moduli r of this tuple."""
         return self.moduli_q + self.moduli_p
@@ -134,6 +153,7 @@ class Parameters:
             "ring_degree": self.ring_degree,
             "slots": self.slots,
             "levels": self.max_level,
+            "bootstrap_levels": self.bootstrap_levels,
             "scale_bits": lit.scale_bits,
             "first_mod_bits": lit.first_mod_bits,
             "dnum": lit.dnum,
@@ -156,8 +176,9 @@ class Parameters:
         if lit.levels < 0:
             raise ParameterError(f"{src}: levels = {lit.levels} must be >= 0")
         min_bits = lit.log_n + 1  # primes = 1 mod 2N need more bits than log2(2N)
-        for key in ("scale_bits", "first_mod_bits", "special_mod_bits"):
-            bits = getattr(lit, key)
+        sizes = [(key, getattr(lit, key)) for key in ("scale_bits", "first_mod_bits", "special_mod_bits")]
+        sizes += [("bootstrap_mod_bits", b) for b in lit.bootstrap_mod_bits]
+        for key, bits in sizes:
             if not max(min_bits + 1, 20) <= bits <= MAX_PRIME_BITS:
                 raise ParameterError(
                     f"{src}: {key} = {bits} must be in {max(min_bits + 1, 20)}..{MAX_PRIME_BITS} at N = 2^{lit.log_n}"
@@ -171,7 +192,7 @@ class Parameters:
             raise ParameterError(f"{src}: secret = {lit.secret!r}; supported: {', '.join(SECRET_DISTRIBUTIONS)}")
         if not 0 < lit.sigma < 100:
             raise ParameterError(f"{src}: sigma = {lit.sigma} is not a sensible error width")
-        n_limbs = lit.levels + 1
+        n_limbs = lit.levels + 1 + len(lit.bootstrap_mod_bits)
         if not 1 <= lit.dnum <= n_limbs:
             raise ParameterError(f"{src}: dnum = {lit.dnum} must be in 1..{n_limbs} (the number of primes of Q)")
         if lit.security not in ("128", "none"):
@@ -180,9 +201,12 @@ class Parameters:
         try:
             first = ntt_primes(lit.first_mod_bits, 1, n)
             scaling = ntt_primes(lit.scale_bits, lit.levels, n, exclude=set(first))
+            boot: list[int] = []
+            for bits in lit.bootstrap_mod_bits:  # one at a time, keeping the listed order
+                boot += ntt_primes(bits, 1, n, exclude=set(first + scaling + boot))
         except ValueError as exc:
             raise ParameterError(f"{src}: {exc}") from None
-        moduli_q = tuple(first + scaling)
+        moduli_q = tuple(first + scaling + boot)
         digit_size = math.ceil(n_limbs / lit.dnum)
         # P must exceed every digit's product Q_j so that the key-switching noise, about
         # 2^3 Q_j / P times a fresh encryption's (a ModUp'd digit is below (K_j + 1) Q_j, summed over

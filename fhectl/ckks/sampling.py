@@ -84,6 +84,21 @@ def uniform_ternary(source, count: int) -> np.ndarray:
     return out
 
 
+def sparse_ternary(source, count: int, weight: int) -> np.ndarray:
+    """``count`` values in {-1, 0, 1}, int64, exactly ``weight`` of them non-zero: the positions uniform
+    among all subsets (a partial Fisher-Yates shuffle with unbiased indices), the signs uniform."""
+    if not 0 < weight <= count:
+        raise ValueError(f"a sparse secret needs 0 < weight <= {count}, got {weight}")
+    positions = np.arange(count, dtype=np.int64)
+    for i in range(weight):  # swap a uniform j in [i, count) into place i
+        j = i + int(uniform_mod(source, count - i, 1)[0]) if count - i > 1 else i
+        positions[i], positions[j] = positions[j], positions[i]
+    signs = uniform_mod(source, 2, weight).astype(np.int64) * 2 - 1
+    out = np.zeros(count, dtype=np.int64)
+    out[positions[:weight]] = signs
+    return out
+
+
 _CDT_CACHE: dict[float, np.ndarray] = {}
 
 

@@ -23,21 +23,26 @@ import numba
 import numpy as np
 import pytest
 
+from fhectl.bench.bootstrap_suite import openfhe_bootstrap_bits
 from fhectl.ckks.bootstrap import (
     BootstrapConfig,
     Bootstrapper,
     DiagonalTransform,
     bit_reverse,
     chebyshev_coefficients,
+    coeffs_to_slots_diagonals,
     coeffs_to_slots_matrices,
     decoding_matrix,
     eval_mod_plain,
     fft_stages,
     k_bound,
     required_steps,
+    slots_to_coeffs_diagonals,
     slots_to_coeffs_matrices,
+    stage_diagonals,
 )
 from fhectl.ckks.context import CKKSContext
+from fhectl.ckks.encoder import Encoder
 from fhectl.ckks.encryptor import Decryptor, Encryptor
 from fhectl.ckks.evaluator import Evaluator
 from fhectl.ckks.keys import KeyGenerator
@@ -118,7 +123,7 @@ def test_fft_stages_factor_the_decoding_matrix():
     assert len(stages) == int(math.log2(n))
     prod = np.eye(n)
     for f in stages:
-        assert len(DiagonalTransform(f).diagonals) <= 3
+        assert len(DiagonalTransform.from_matrix(f).diagonals) <= 3
         prod = prod @ f
     assert np.max(np.abs(prod - u[:, r])) < 1e-12
     rng = np.random.default_rng(5)
@@ -132,6 +137,51 @@ def test_fft_stages_factor_the_decoding_matrix():
         for m in slots_to_coeffs_matrices(n_ring, levels):
             v = m @ v
         assert np.max(np.abs(v - u @ w)) < 1e-10
+
+
+def test_diagonals_built_directly_equal_the_dense_groups():
+    """The groups as diagonals (what N = 2^16 uses: no n x n matrix) are the dense reference's diagonals,
+    stage by stage and group by group, for every level budget; a group of a stages has at most 2^(a+1) - 1."""
+    n_ring = 256
+    n = n_ring // 2
+    for s, f in enumerate(fft_stages(n_ring)):
+        want = DiagonalTransform.from_matrix(f).diagonals
+        got = stage_diagonals(n_ring, s)
+        assert set(got) == set(want)
+        assert all(np.max(np.abs(got[k] - want[k])) < 1e-12 for k in want)
+    for levels in (1, 2, 3, 7):
+        for dense, direct in ((coeffs_to_slots_matrices(n_ring, levels), coeffs_to_slots_diagonals(n_ring, levels)),
+                              (slots_to_coeffs_matrices(n_ring, levels), slots_to_coeffs_diagonals(n_ring, levels))):
+            assert len(dense) == len(direct)
+            for m, d in zip(dense, direct):
+                want = DiagonalTransform.from_matrix(m).diagonals
+                assert set(d) == set(want), (levels, sorted(d), sorted(want))
+                assert all(np.max(np.abs(d[k] - want[k])) < 1e-9 for k in want)
+        stages_per_group = math.ceil(math.log2(n) / levels)
+        assert all(len(d) <= 2 ** (stages_per_group + 1) - 1 for d in coeffs_to_slots_diagonals(n_ring, levels))
+
+
+def test_transforms_at_the_128_bit_ring_invert_the_encoders_embedding():
+    """At N = 2^16 (boot-n16-128, budgets 3 and 3: groups of 5 stages, at most 63 diagonals), the transforms the
+    bootstrapper evaluates, in floats: CoeffsToSlots' unitary groups take the encoder's slots of a polynomial to
+    sqrt(n) times its coefficients in bit-reversed order, and SlotsToCoeffs' groups take those back."""
+    from fhectl.ckks.bootstrap import _transforms
+
+    p = load_parameters("boot-n16-128")
+    config = BootstrapConfig.for_params(p)
+    cts, stc = _transforms(p, config)
+    assert all(len(t.diagonals) <= 63 for t in cts + stc)
+    n = p.slots
+    coeffs = np.random.default_rng(3).normal(size=p.ring_degree)
+    z = Encoder(CKKSContext(p)).decode_coefficients(coeffs, 1.0)  # U (c_lo + i c_hi)
+    w = (coeffs[:n] + 1j * coeffs[n:])[bit_reverse(n)]
+    v = z
+    for t in cts:
+        v = t.eval_plain(v)
+    assert np.max(np.abs(v / math.sqrt(n) - w)) < 1e-12
+    for t in stc:
+        w = t.eval_plain(w)
+    assert np.max(np.abs(w - z)) < 1e-10
 
 
 def test_k_bound_and_the_eval_mod_model():
@@ -285,45 +335,6 @@ def test_config_that_does_not_fit_the_chain_is_refused(bk):
 # -- OpenFHE at the same parameters -----------------------------------------------------------------------
 
 
-def _openfhe_bootstrap_bits(x: np.ndarray, params, config: BootstrapConfig) -> tuple[float, int]:
-    """OpenFHE's EvalBootstrap on real slots x at the same N, moduli bits, key-switching digits, secret
-    distribution (uniform ternary), level budget and chain length: (precision bits, levels left after it)."""
-    import openfhe as o
-
-    from fhectl.bench.openfhe_baseline import _set_omp_threads
-
-    lit = params.literal
-    before = _set_omp_threads(1)  # busy shared cores: one thread (see tests/test_openfhe_baseline.py)
-    try:
-        p = o.CCParamsCKKSRNS()
-        p.SetSecretKeyDist(o.SecretKeyDist.UNIFORM_TERNARY)
-        p.SetSecurityLevel(o.SecurityLevel.HEStd_NotSet)
-        p.SetRingDim(params.ring_degree)
-        p.SetScalingModSize(lit.scale_bits)
-        p.SetFirstModSize(lit.first_mod_bits)
-        p.SetScalingTechnique(o.ScalingTechnique.FLEXIBLEAUTO)
-        p.SetNumLargeDigits(lit.dnum)
-        p.SetMultiplicativeDepth(params.max_level)
-        cc = o.GenCryptoContext(p)
-        for f in (o.PKESchemeFeature.PKE, o.PKESchemeFeature.KEYSWITCH, o.PKESchemeFeature.LEVELEDSHE,
-                  o.PKESchemeFeature.ADVANCEDSHE, o.PKESchemeFeature.FHE):
-            cc.Enable(f)
-        slots = params.slots
-        cc.EvalBootstrapSetup([config.cts_levels, config.stc_levels], [0, 0], slots)
-        keys = cc.KeyGen()
-        cc.EvalMultKeyGen(keys.secretKey)
-        cc.EvalBootstrapKeyGen(keys.secretKey, slots)
-        pt = cc.MakeCKKSPackedPlaintext(list(x), 1, params.max_level - 1, None, slots)
-        out = cc.EvalBootstrap(cc.Encrypt(keys.publicKey, pt))
-        dec = cc.Decrypt(keys.secretKey, out)
-        dec.SetLength(slots)
-        got = np.array(dec.GetRealPackedValue())
-        return precision_bits(got, x), params.max_level - out.GetLevel()  # GetLevel: levels consumed
-    finally:
-        if before is not None:
-            _set_omp_threads(before)
-
-
 def test_precision_against_openfhe_evalbootstrap(bk):
     """At the same N = 2^10, q0 ~ 2^60, 52-bit scaling primes, dnum, uniform ternary secret and level
     budget, fhectl's bootstrapping is at least as precise as OpenFHE's EvalBootstrap (within a bit)."""
@@ -331,6 +342,6 @@ def test_precision_against_openfhe_evalbootstrap(bk):
     x = bk.slots(complex_values=False)
     out = bk.boot.bootstrap(bk.ev.drop_level(bk.enc.encrypt(x), 0))
     ours = precision_bits(bk.dec.decrypt(out), x)
-    theirs, their_levels = _openfhe_bootstrap_bits(x, bk.params, bk.config)
+    theirs, their_levels = openfhe_bootstrap_bits(x, bk.params, bk.config)
     assert ours > theirs - 1.0, (ours, theirs)
     assert out.level >= their_levels, (out.level, their_levels)

@@ -4,13 +4,16 @@ ModRaise reads residues back from the backend and writes raised ones to it, and 
 accumulates plaintext products with ``mul_accumulate`` on limb views; everything else in bootstrapping is
 evaluator calls that tests/cuda/simulated/test_backend_sim.py already runs on the simulator. A whole
 bootstrapping (about two thousand kernel launches over 17 levels) is too slow to simulate; these two
-steps at N = 32, with the same keys and randomness on both backends, must give bit-identical ciphertexts.
+steps at N = 32, with the same keys and randomness on both backends, must give bit-identical ciphertexts; so
+must sparse-secret encapsulation's two key switches (fhectl.ckks.encapsulation), whose level-0 switch uses
+one special prime through its own ModUp and ModDown.
 """
 
 import numpy as np
 
 from fhectl.ckks.backend_cuda import CudaBackend, LaunchConfig
-from fhectl.ckks.bootstrap import DiagonalTransform, mod_raise, slots_to_coeffs_matrices
+from fhectl.ckks import encapsulation
+from fhectl.ckks.bootstrap import DiagonalTransform, mod_raise, slots_to_coeffs_diagonals
 from fhectl.ckks.context import CKKSContext
 from fhectl.ckks.encryptor import Decryptor, Encryptor
 from fhectl.ckks.evaluator import Evaluator
@@ -33,22 +36,26 @@ def _run(device: str):
     kg = KeyGenerator(ctx, SeededRandom("tests/cuda/bootstrap/keys"))
     sk = kg.secret_key()
     # a transform of one FFT group (the last of SlotsToCoeffs at budget 2): few rotations
-    transform = DiagonalTransform(slots_to_coeffs_matrices(params.ring_degree, 2)[1])
+    transform = DiagonalTransform(slots_to_coeffs_diagonals(params.ring_degree, 2)[1], params.slots)
     ev = Evaluator(ctx, kg.relin_key(sk), kg.galois_keys(sk, transform.rotation_steps(), conjugation=True))
     enc = Encryptor(ctx, kg.public_key(sk), SeededRandom("tests/cuda/bootstrap/enc"))
     dec = Decryptor(ctx, sk)
     rng = np.random.default_rng(7)
     x = rng.uniform(-1, 1, params.slots) + 1j * rng.uniform(-1, 1, params.slots)
     raised = mod_raise(ctx, ev.drop_level(enc.encrypt(x), 0))
+    keys = encapsulation.generate(kg, sk, weight=4)
+    switched = encapsulation.to_dense(ctx, mod_raise(ctx, encapsulation.to_sparse(ctx, ev.drop_level(enc.encrypt(x), 0),
+                                                                                   keys)), keys)
     mapped = transform.evaluate(ev, enc.encrypt(x), params.scale, primes=1)
     host = ctx.backend.to_host
     return (host(raised.data), dec.decrypt_coefficients(raised), host(mapped.data), dec.decrypt(mapped),
-            transform.eval_plain(x), dec.decrypt_coefficients(ev.drop_level(enc.encrypt(x), 0)), params)
+            transform.eval_plain(x), dec.decrypt_coefficients(ev.drop_level(enc.encrypt(x), 0)), params,
+            host(switched.data), dec.decrypt_coefficients(switched))
 
 
 def test_mod_raise_and_linear_transform_match_the_cpu():
     cpu, gpu = _run("cpu"), _run("cuda")
-    for i in range(4):
+    for i in (0, 1, 2, 3, 7, 8):
         assert np.array_equal(cpu[i], gpu[i])
     big, small, params = gpu[1], gpu[5], gpu[6]
     lift = (big - small) / params.moduli_q[0]

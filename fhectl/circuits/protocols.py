@@ -4,9 +4,11 @@
 wide.WideInverseSqrt, wide.SaturatedProduct): a domain, the exact function, the float64 computation the
 circuit performs, its homomorphic evaluation, its level cost and a measured error.
 
-``Refresher`` is what a circuit calls when its ciphertexts run out of levels: the client round trip of
-fhectl.circuits.refresh.ClientRefresh today, a bootstrapper later. ``SecretKeyRefresher`` decrypts and
-re-encrypts with the secret key: a test stand-in, named for what it is (it is not bootstrapping).
+``Refresher`` is what a circuit calls when its ciphertexts run out of levels, and ``BlockRefresher`` what a
+transformer block calls (with masks, fills, domains and a target level): the client round trip of
+fhectl.circuits.refresh.ClientRefresh, the server's bootstrapping of fhectl.circuits.bootstrap_refresh
+.BootstrapRefresh, and the level simulator's SimRefresh. ``SecretKeyRefresher`` decrypts and re-encrypts with
+the secret key: a test stand-in, named for what it is (it is not bootstrapping).
 """
 
 from __future__ import annotations
@@ -21,6 +23,15 @@ class Refresher(Protocol):
     def ensure_levels_all(self, cts: list, levels: int, stage: str) -> list:
         """``cts`` themselves if each has ``levels`` levels left, else fresh encryptions at the top level."""
         ...
+
+
+@runtime_checkable
+class BlockRefresher(Refresher, Protocol):
+    """``Refresher`` plus the refresh a block asks for: ``cts`` fresh at ``level`` (default: the top), slots
+    outside ``valid`` set to ``fill``, values checked against ``domain`` or per-ciphertext ``domains``."""
+
+    def refresh(self, cts: list, stage: str, domain=None, valid=None, fill=None, level=None,
+                domains=None) -> list: ...
 
 
 @runtime_checkable
@@ -91,4 +102,4 @@ class SecretKeyRefresher:
         return [self.encryptor.encrypt(self.decryptor.decrypt(c).real) for c in cts]
 
 
-__all__ = ["Approximation", "Refresher", "SecretKeyRefresher", "ensure_levels"]
+__all__ = ["Approximation", "BlockRefresher", "Refresher", "SecretKeyRefresher", "ensure_levels"]

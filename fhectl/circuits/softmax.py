@@ -184,10 +184,14 @@ def _plan(bound: float, n: int, k: int, tol: float, mid_residual: float) -> tupl
 
 
 @lru_cache(maxsize=32)
-def softmax_circuit(bound: float, max_keys: int, tol: float = 1e-3) -> NormalizeSquareSoftmax:
+def softmax_circuit(bound: float, max_keys: int, tol: float = 1e-3,
+                    max_stage_levels: int | None = None) -> NormalizeSquareSoftmax:
     """Normalise-and-square softmax for |scores| <= bound and up to max_keys keys per row, TV <= tol.
 
-    Tries k = 5 .. 9 squarings and intermediate residuals 0.1 .. 0.5, keeps the least depth.
+    Tries k = 5 .. 9 squarings and intermediate residuals 0.1 .. 0.5, keeps the least depth. With
+    ``max_stage_levels`` (what a refresh gives a stage: a bootstrapping profile's levels between bootstraps),
+    only plans whose every stage fits, k up to 11, and the fewest stages first (each stage past the first
+    level budget costs a refresh), then the least depth.
     """
     if not (math.isfinite(bound) and bound > 0 and max_keys >= 1 and 0 < tol < 1):
         raise InputError(f"softmax needs bound > 0, max_keys >= 1, 0 < tol < 1; got {bound}, {max_keys}, {tol}")
@@ -196,7 +200,7 @@ def softmax_circuit(bound: float, max_keys: int, tol: float = 1e-3) -> Normalize
     # covers one.
     max_keys = max(int(max_keys), 2)
     best = None
-    for k in range(5, 10):
+    for k in range(5, 10 if max_stage_levels is None else 12):
         for mid in (0.1, 0.2, 0.3, 0.5):
             plan = _plan(float(bound), max_keys, k, tol, mid)
             if plan is None:
@@ -209,11 +213,15 @@ def softmax_circuit(bound: float, max_keys: int, tol: float = 1e-3) -> Normalize
                                           tuple(e for *_, e in steps))
             if cand.tv_bound > tol:
                 continue
-            key = (cand.depth(), k)
+            need = [n for _, n in cand.stages()]
+            if max_stage_levels is not None and max(need) > max_stage_levels:
+                continue
+            key = (cand.depth(), k) if max_stage_levels is None else (len(need), cand.depth(), k)
             if best is None or key < best[0]:
                 best = (key, cand)
     if best is None:
-        raise InputError(f"softmax on [-{bound:.6g}, {bound:.6g}] with {max_keys} keys: no plan reaches TV {tol:.3g}")
+        fit = "" if max_stage_levels is None else f" with stages of at most {max_stage_levels} levels"
+        raise InputError(f"softmax on [-{bound:.6g}, {bound:.6g}] with {max_keys} keys: no plan reaches TV {tol:.3g}{fit}")
     return best[1]
 
 

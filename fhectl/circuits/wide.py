@@ -362,17 +362,27 @@ class SaturatedProduct:
     def check_domain(self, values) -> None:
         check_domain(values, -self.bound, self.bound, self.name)
 
+    def stage_depths(self) -> tuple[int, int]:
+        """(x / B and the maps, the gate and the product): the two stages a refresh may separate."""
+        return 1 + sum(m.depth() for m in self.maps), self.gate.depth() + 1
+
     def evaluate(self, evaluator, ct, refresh: Refresher | None = None, target_scale: float | None = None):
+        """One segment when ct has the whole depth (or a refresh gives it); else the maps' output t (on [-1, 1])
+        is refreshed before the gate, and x / B, one level below ct's, waits for the product."""
         ev = evaluator
         target = ct.scale if target_scale is None else float(target_scale)
-        [ct] = ensure_levels([ct], self.depth(), self.name, refresh)
+        first, second = self.stage_depths()
+        if ct.level < self.depth():
+            [ct] = ensure_levels([ct], self.depth(), self.name, refresh) if refresh is None else \
+                refresh.ensure_levels_all([ct], first, self.name)
         y = ev.rescale(ev.mul_const(ct, 1.0 / self.bound))  # level l - 1, x / B on [-1, 1]
         t = y
         for m in self.maps:
             t = polynomial.evaluate(ev, t, m)
+        [t] = ensure_levels([t], second, f"{self.name} gate", refresh)
         lam = t.level - self.gate.depth()
         g = polynomial.evaluate(ev, t, self.gate, target_scale=target * ev.ctx.params.moduli_q[lam] / y.scale)
-        return ev.rescale(ev.mul(y, g))
+        return ev.rescale(ev.mul(ev.drop_level(y, min(y.level, g.level)), g))
 
 
 def _invert_monotone(maps, y: np.ndarray) -> np.ndarray:
@@ -392,7 +402,8 @@ MAP_CHOICES = ((), (3,), (7,), (15,), (7, 3))
 
 
 @lru_cache(maxsize=16)
-def _saturated(kind: str, bound: float, tol: float, max_degree: int) -> SaturatedProduct:
+def _saturated(kind: str, bound: float, tol: float, max_degree: int,
+               max_stage_levels: int | None = None) -> SaturatedProduct:
     if not (math.isfinite(bound) and bound > 0):
         raise InputError(f"{kind}_wide needs a bound > 0, got {bound}")
     gate = GATES[kind][0]
@@ -407,10 +418,17 @@ def _saturated(kind: str, bound: float, tol: float, max_degree: int) -> Saturate
             coeffs = C.chebfit(y, fy, d)
             cand = SaturatedProduct(kind, float(bound), maps, ChebyshevPoly(tuple(float(c) for c in coeffs),
                                                                             name=f"{kind} gate"))
-            if best is not None and cand.depth() > best[0][0]:
+            if best is not None and max_stage_levels is None and cand.depth() > best[0][1]:
                 break
+            if max_stage_levels is not None and max(cand.stage_depths()) > max_stage_levels:
+                if cand.gate.depth() + 1 > max_stage_levels:
+                    break  # higher degrees only deepen the gate
+                k += 1
+                continue
             if cand.gate_error(20001) <= tol:
-                key = (cand.depth(), cand.cost()["ct_mults"])
+                # with a stage limit: one stage when the whole depth fits, else two (one refresh between)
+                stages = 1 if max_stage_levels is None or cand.depth() <= max_stage_levels else 2
+                key = (stages, cand.depth(), cand.cost()["ct_mults"])
                 if best is None or key < best[0]:
                     best = (key, cand)
                 break
@@ -421,9 +439,12 @@ def _saturated(kind: str, bound: float, tol: float, max_degree: int) -> Saturate
     return best[1]
 
 
-def silu_wide(bound: float = 128.0, tol: float = 1e-4, max_degree: int = 1023) -> SaturatedProduct:
-    """SiLU x sigmoid(x) on [-bound, bound] with |error| <= tol |x|; least depth, then fewest products."""
-    return _saturated("silu", float(bound), float(tol), int(max_degree))
+def silu_wide(bound: float = 128.0, tol: float = 1e-4, max_degree: int = 1023,
+              max_stage_levels: int | None = None) -> SaturatedProduct:
+    """SiLU x sigmoid(x) on [-bound, bound] with |error| <= tol |x|; least depth, then fewest products. With
+    ``max_stage_levels`` (a bootstrapping profile's levels per refresh), every stage fits it: one stage if
+    possible, else a Cheon map before the gate and one refresh between (``stage_depths``)."""
+    return _saturated("silu", float(bound), float(tol), int(max_degree), max_stage_levels)
 
 
 def gelu_wide(bound: float = 128.0, tol: float = 1e-4, max_degree: int = 1023) -> SaturatedProduct:

@@ -28,6 +28,24 @@ Weights = Annotated[Optional[str], typer.Option(
     help="Checkpoint: a folder (config.json + *.safetensors), a .gguf file (Llama family) or a Hugging Face repo id. "
     "Without it, gpt2 is the Hub's openai-community/gpt2 (downloaded once into the Hugging Face cache; "
     "HF_HUB_OFFLINE=1 uses the cache only) and smollm2-135m the GGUF shipped offline.")]
+
+
+class RefreshChoice(Choice):
+    auto = "auto"
+    bootstrap = "bootstrap"
+    client = "client"
+
+
+Refresh = Annotated[RefreshChoice, typer.Option(
+    "--refresh", case_sensitive=False,
+    help="How levels are restored inside a block (Llama family): bootstrap (the server bootstraps, zero round "
+    "trips; a homomorphic range indicator replaces the key holder's domain checks), client (ciphertexts go back to "
+    "the key holder to be decrypted and re-encrypted) or auto (bootstrap when the profile's chain fits the "
+    "bootstrapper and the blocks, else client with a note). An explicit bootstrap on a profile that cannot is "
+    "an error (exit 3).")]
+AllowOutOfDomain = Annotated[bool, typer.Option(
+    "--allow-out-of-domain",
+    help="With bootstrapping: report a range indicator that reads out of domain instead of failing (exit 7).")]
 Revision = Annotated[Optional[str], typer.Option(
     "--revision", show_default=False,
     help="Hugging Face revision (branch, tag or commit) of a repo given by id (default: main).")]
@@ -68,21 +86,30 @@ def infer(
     device: Device = "auto",
     json: Json = False,
     server: Annotated[Optional[str], typer.Option("--server", help="URL of an `fhectl serve` server to run the encrypted blocks (Llama family); the secret key stays here.", show_default=False)] = None,
+    refresh: Refresh = RefreshChoice.auto,
+    allow_out_of_domain: AllowOutOfDomain = False,
 ) -> None:
     """Run a model's blocks (SmolLM2 or GPT-2) on encrypted hidden states and compare with the plaintext model.
 
     The client (key holder) tokenizes, embeds and encrypts; the server runs the blocks with public keys
     only (in this process, or an `fhectl serve` server with --server); the client decrypts the final hidden
     state and applies the final norm and the LM head in the clear.
-    Without bootstrapping, ciphertexts go back to the client to be decrypted and re-encrypted when the
-    modulus chain runs out ("client refresh"); the report counts those round trips and their bytes.
+    With bootstrapping (--refresh bootstrap, the default where the profile allows it) the server restores
+    levels alone: zero round trips, and a homomorphic range indicator, read by the client with the outputs,
+    says whether any value left its approximation's domain (exit 7 if so). Otherwise ciphertexts go back to
+    the client to be decrypted and re-encrypted when the modulus chain runs out ("client refresh"); the report
+    counts those round trips and their bytes.
     Everything the prompt and the flags can get wrong is checked before the weights are loaded.
     """
     if model != ModelChoice.gpt2:
         from fhectl.cli.infer_llama import infer_llama
 
         return infer_llama(prompt, str(model), weights, chat, layers, max_new_tokens, profile, insecure, str(device),
-                           json, random_weights_flag, system, revision, server)
+                           json, random_weights_flag, system, revision, server, str(refresh), allow_out_of_domain)
+    if refresh == RefreshChoice.bootstrap:
+        raise InputError("--refresh bootstrap runs the Llama family (--model smollm2-135m); GPT-2 uses client refresh")
+    if refresh == RefreshChoice.auto:
+        console.message("client refresh: bootstrapping is wired for the Llama family only")
     if server is not None:
         raise InputError("--server runs the Llama family (--model smollm2-135m); GPT-2 is not served yet")
     if chat or system is not None:

@@ -16,7 +16,8 @@ DEFAULT_ENCRYPTED_LAYERS = 1
 
 def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_tokens: int, profile: str,
                 insecure: bool, device: str, json: bool, random_weights: bool, system: str | None = None,
-                revision: str | None = None, server: str | None = None) -> None:
+                revision: str | None = None, server: str | None = None, refresh: str = "auto",
+                allow_out_of_domain: bool = False) -> None:
     from fhectl.ckks.params import load_parameters
     from fhectl.circuits.packing import Layout
     from fhectl.cli.infer_cmd import read_prompt
@@ -34,6 +35,9 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
         raise InputError(f"--layers must be at least 0, got {layers}")
     if server is not None and layers is not None:
         raise InputError("with --server the server decides how many blocks run encrypted; drop --layers")
+    if server is not None and refresh == "bootstrap":
+        raise InputError("--refresh bootstrap runs the blocks in this process; an `fhectl serve` server uses client "
+                         "refresh")
     text = read_prompt(prompt)
     params = load_parameters(profile, allow_insecure=insecure) if server is None else None
     with console.stage(f"reading the {model} config and tokenizer"):
@@ -85,9 +89,16 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
             domains, calib = calibrated_domains(w, tok)
         console.message(f"calibration: shipped calibration prompt set ({calib})")
         with console.stage("generating keys (the client's secret stays on the client; the server gets public keys)"):
-            engine = EncryptedLlama(w, params, domains, n_layers, max_tokens=total, device=device)
+            engine = EncryptedLlama(w, params, domains, n_layers, max_tokens=total, device=device,
+                                    refresh=refresh)
         console.message(f"public key material {engine.client.public_material_bytes() / 2**30:.2f} GiB"
                         if engine.client else "no encrypted layer: plaintext run")
+        if engine.refresh_note:
+            console.message(engine.refresh_note)
+        if engine.refresh_mode == "bootstrap":
+            console.message(f"refresh: bootstrapping on the server, {engine.plan['bootstraps_per_block']} bootstraps "
+                            f"per block planned (level simulator), 0 round trips; a refresh returns level "
+                            f"{engine.plan['refresh_level']} of {params.max_level}")
     else:
         engine = remote
 
@@ -114,7 +125,8 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
 
         if remote is None:
             def run_batch(batch):
-                return engine.run(batch, on_layer=on_layer)
+                return engine.run(batch, on_layer=on_layer,
+                                  out_of_domain="report" if allow_out_of_domain else "raise")
         else:
             def on_state(job, seen=set()):  # the server's blocks: a line when one finishes
                 if job.get("block") is not None and job["block"] not in seen:
@@ -135,11 +147,15 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
     shown = [t for t in new_ids if t not in stop]  # the stop token ends the reply; it is not text
     continuation, ref_text = tok.decode(shown), tok.decode([t for t in reference if t not in stop])
     agree = sum(r.prompts[0].top1_agrees for r in results)
+    mode = results[-1].refresh
+    verdicts = [r.indicator for r in results if r.indicator]
+    indicator_clean = all(v["clean"] for v in verdicts) if verdicts else None
     if json:
         console.print_json({"model": source, "prompt_tokens": ids, "continuation": continuation,
                             "reference_continuation": ref_text, "encrypted_layers": n_layers, "layers": cfg.n_layer,
                             "profile": params.describe(), "top1_agreement": agree / len(results),
-                            "steps": [r.as_dict() for r in results]})
+                            "refresh": mode, "refresh_note": engine.refresh_note if remote is None else "",
+                            "indicator_clean": indicator_clean, "steps": [r.as_dict() for r in results]})
         return
     console.data(continuation if chat else text + continuation)  # with --chat: the assistant's reply
     console.message("")
@@ -154,9 +170,24 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
         console.err.print(table)
     st = last.stats
     console.message("time per stage (last step): " + ", ".join(f"{k} {v:.1f}s" for k, v in last.stage_seconds.items()))
-    console.message(f"client refreshes per step: {st.refresh_round_trips} round trips "
-                    f"({st.refresh_bytes_to_client / 2**20:.0f} MiB to the client, "
-                    f"{st.refresh_bytes_to_server / 2**20:.0f} MiB back)")
+    if mode == "bootstrap":
+        boot = last.bootstrap
+        per_block = boot["bootstraps"] / max(1, n_layers)
+        console.message(f"bootstrapping refresh per step: {boot['bootstraps']} bootstraps ({per_block:g} per block), "
+                        f"0 round trips; per stage: " + ", ".join(
+                            f"{k} {n} ({boot['seconds_by_stage'][k]:.1f}s)" for k, n in boot["by_stage"].items()))
+        console.message("levels per refresh stage (arrives at -> leaves at, values scaled by 2^-b): " + ", ".join(
+            f"{k} {'/'.join(map(str, v['in']))}->{v['out']} b={'/'.join(map(str, v['shift']))}"
+            for k, v in boot["levels"].items()))
+        for i, v in enumerate(verdicts):
+            if len(verdicts) == 1 or not v["clean"] or v["suspect"]:
+                console.message(("" if len(verdicts) == 1 else f"step {i}: ") + v["summary"])
+        if len(verdicts) > 1 and indicator_clean:
+            console.message(f"range indicator: clean in all {len(verdicts)} steps")
+    else:
+        console.message(f"client refreshes per step: {st.refresh_round_trips} round trips "
+                        f"({st.refresh_bytes_to_client / 2**20:.0f} MiB to the client, "
+                        f"{st.refresh_bytes_to_server / 2**20:.0f} MiB back)")
     console.message(f"next-token top-1 agreement with the float64 model: {agree}/{len(results)}; reference "
                     f"continuation: {ref_text!r}")
     console.message(f"{n_layers} of {cfg.n_layer} blocks were encrypted; {cfg.n_layer - n_layers} ran in the clear "

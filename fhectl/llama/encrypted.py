@@ -38,6 +38,14 @@ A client refresh (``fhectl.circuits.refresh``) then re-encrypts the outputs at t
 needs: 9 round trips per block in ``./dev demo`` (more when the deep circuits need a refresh inside), each
 of 1-5 ciphertexts. With bootstrapping instead of client refresh this trade would go the other way (a
 bootstrap costs far more than the encodings it saves).
+
+Bootstrapping (``spare_level=True``, ``fhectl.circuits.bootstrap_refresh``): the refresh must scale each
+message well below q0 / Delta before the sine, which takes a level, so every refresh point keeps one: the
+norms leave 2 levels for q k v, gate and up (which then end at level 1), q k v come back at level 4 so the
+compact scores end at level 1, and the two residual sums, which end at level 0 whatever happens (o_proj and
+down run at level 1 on the attention and SwiGLU outputs), are computed shrunk: (h + a) / 2^b with a's
+scale label and one constant product on h (``_residual_shrunk``). Zero round trips; the plan (bootstraps and
+levels per stage) comes from the simulator.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fhectl.circuits.domains import RSQRT_MAX_OUTPUT, STREAM_LIMIT
 from fhectl.circuits.linear import PackedLinear
 from fhectl.circuits.packing import Layout
 from fhectl.circuits.refresh import level0_interval
@@ -76,23 +85,30 @@ class BlockCircuits:
     silu: object
 
     @staticmethod
-    def build(index: int, domains: BlockDomains, max_keys: int) -> "BlockCircuits":
+    def build(index: int, domains: BlockDomains, max_keys: int, stage_levels: int | None = None) -> "BlockCircuits":
+        """``stage_levels``: the levels a refresh gives (bootstrapping); the softmax and SiLU then keep every
+        stage within it (the softmax's row sums take one more)."""
         return BlockCircuits(
             index, domains,
             inverse_sqrt_wide(*domains.ms_attn_scaled, rel_tol=RSQRT_REL_TOL,
                               out_scale=domains.rsqrt_out_scale(domains.ms_attn_scaled)),
             inverse_sqrt_wide(*domains.ms_mlp_scaled, rel_tol=RSQRT_REL_TOL,
                               out_scale=domains.rsqrt_out_scale(domains.ms_mlp_scaled)),
-            softmax_circuit(domains.score_bound, max_keys=max_keys),
-            silu_wide(domains.gate_bound))
+            softmax_circuit(domains.score_bound, max_keys=max_keys,
+                            max_stage_levels=None if stage_levels is None else stage_levels - 1),
+            silu_wide(domains.gate_bound, max_stage_levels=stage_levels))
 
 
 class EncryptedLlamaBlock:
     """One Llama block on the server: folded weights, packed diagonals, circuits for its calibrated ranges."""
 
-    def __init__(self, weights: LlamaWeights, index: int, layout: Layout, domains: BlockDomains):
+    def __init__(self, weights: LlamaWeights, index: int, layout: Layout, domains: BlockDomains,
+                 spare_level: bool = False, stage_levels: int | None = None):
         cfg: LlamaConfig = weights.config
         self.cfg, self.index, self.layout, self.domains = cfg, index, layout, domains
+        # With bootstrapping, every refresh input keeps one level (or is shrunk by its scale label), so the
+        # refresh can scale it below q0 / Delta before the sine (fhectl.circuits.bootstrap_refresh)
+        self.spare = 1 if spare_level else 0
         self.heads = PackedHeads(layout, cfg.n_head, cfg.head_dim)
         d, hd, f = cfg.n_embd, cfg.head_dim, layout.chunk
         if cfg.n_head * hd > f or d > f:
@@ -101,7 +117,7 @@ class EncryptedLlamaBlock:
             raise InputError(f"{layout.tokens} token slots exceed the head width {hd}: softmax rows must fit a head")
         s = domains.stream_scale
         self.eps = cfg.rms_norm_eps / s**2  # mean((h / s)^2) + eps / s^2 = (mean(h^2) + eps) / s^2
-        self.circuits = BlockCircuits.build(index, domains, layout.tokens)
+        self.circuits = BlockCircuits.build(index, domains, layout.tokens, stage_levels)
         c = self.circuits
         self.rsqrt_attn, self.rsqrt_mlp, self.softmax, self.silu = c.rsqrt_attn, c.rsqrt_mlp, c.softmax, c.silu
 
@@ -156,8 +172,17 @@ class EncryptedLlamaBlock:
                                           scale=ms.scale))
         (ms,) = refresh.refresh([ms], stage, domain=rsqrt.domain)  # round trip; the domain is checked here
         r = rsqrt.evaluate(ev, ms, refresh=refresh)  # top -> top - depth
-        h, r = refresh.ensure_levels_all([h, r], levels_after + 1, f"{stage} product")
         lvl = levels_after + 1
+        if self.spare and min(h.level, r.level) < lvl:
+            # bootstrapping: only what is short, each with its bound (h: the level-0 interval; r = c / sqrt(v)
+            # <= RSQRT_MAX_OUTPUT by the choice of c), one bootstrap each
+            bounds = {"h": level0_interval(ev.ctx.params), "r": (-RSQRT_MAX_OUTPUT, RSQRT_MAX_OUTPUT)}
+            if h.level < lvl:
+                (h,) = refresh.refresh([h], f"{stage} product", domains=[bounds["h"]])
+            if r.level < lvl:
+                (r,) = refresh.refresh([r], f"{stage} product", domains=[bounds["r"]])
+        else:
+            h, r = refresh.ensure_levels_all([h, r], lvl, f"{stage} product")
         return ev.rescale(ev.mul(ev.drop_level(h, lvl), ev.drop_level(r, lvl)))  # -> levels_after
 
     def rope(self, ev, x, tables):
@@ -172,43 +197,90 @@ class EncryptedLlamaBlock:
         return ev.rescale(acc)
 
     # -- the block -------------------------------------------------------------------------------------
-    def attention(self, ev, h, refresh, seg: Segments, clock: StageClock):
-        """o_proj(attn(rms_norm(h))) / s at h's scale (level 0: |h / s| <= 64 fits q0)."""
+    def attention(self, ev, h, refresh, seg: Segments, clock: StageClock, out_scale: float | None = None):
+        """o_proj(attn(rms_norm(h))) / s at h's scale or ``out_scale`` (level 0: |h / s| <= 64 fits q0)."""
+        sp = self.spare  # 0 with client refresh, 1 with bootstrapping: the levels left at a refresh
         with clock.stage("input_layernorm"):
-            xn = self.rms_norm(ev, h, self.rsqrt_attn, refresh, seg, "input_layernorm", levels_after=1)
+            xn = self.rms_norm(ev, h, self.rsqrt_attn, refresh, seg, "input_layernorm", levels_after=1 + sp)
         with clock.stage("q k v"):
-            q, k, v = self.qkv.apply(ev, [xn])  # 1 -> 0: diagonals encoded on 2 limbs, not 21
-            # round trip, re-encrypted at the level the rest of the segment needs (rope 1, scores 2)
-            q, k, v = refresh.refresh([q, k, v], "q k v", level=3,
-                                      domains=[level0_interval(ev.ctx.params)] * 3)  # came from level 0
+            q, k, v = self.qkv.apply(ev, [xn])  # 1 + sp -> sp: diagonals encoded on 2 (+ sp) limbs, not 21
+            # refreshed at the level the rest of the segment needs (rope 1, scores 2, + sp for the softmax)
+            q, k, v = refresh.refresh([q, k, v], "q k v", level=3 + sp,
+                                      domains=[level0_interval(ev.ctx.params)] * 3)  # came from level sp
             v = ev.drop_level(v, 2)
         with clock.stage("rope"):
             tables = self.rope_slots(seg)
-            q, k = self.rope(ev, q, tables), self.rope(ev, k, tables)  # 3 -> 2
-        out = self.heads.attention(ev, q, k, v, self.softmax, refresh, seg, clock)  # 2 -> 1
+            q, k = self.rope(ev, q, tables), self.rope(ev, k, tables)  # 3 + sp -> 2 + sp
+        out = self.heads.attention(ev, q, k, v, self.softmax, refresh, seg, clock)  # scores at sp; out at 1
         with clock.stage("o_proj"):
-            (a,) = self.o_proj.apply(ev, [out], target_scale=h.scale)  # 1 -> 0
+            (a,) = self.o_proj.apply(ev, [out], target_scale=h.scale if out_scale is None else out_scale)  # 1 -> 0
         return a
 
-    def mlp(self, ev, h, refresh, seg: Segments, clock: StageClock):
-        """down(silu(gate(x)) * up(x)) / s, x = rms_norm(h), at h's scale (level 0: |h / s| <= 64 fits q0)."""
+    def mlp(self, ev, h, refresh, seg: Segments, clock: StageClock, out_scale: float | None = None):
+        """down(silu(gate(x)) * up(x)) / s, x = rms_norm(h), at h's scale or ``out_scale`` (level 0: |h / s| <= 64
+        fits q0)."""
+        sp = self.spare
         with clock.stage("post_attention_layernorm"):
-            xn = self.rms_norm(ev, h, self.rsqrt_mlp, refresh, seg, "post_attention_layernorm", levels_after=1)
+            xn = self.rms_norm(ev, h, self.rsqrt_mlp, refresh, seg, "post_attention_layernorm", levels_after=1 + sp)
         with clock.stage("gate up"):
-            gate = self.gate.apply(ev, [xn])  # 1 -> 0, one ciphertext per 1024 features of 1536
-            up = self.up.apply(ev, [xn])  # 1 -> 0
+            gate = self.gate.apply(ev, [xn])  # 1 + sp -> sp, one ciphertext per 1024 features of 1536
+            up = self.up.apply(ev, [xn])  # 1 + sp -> sp
         with clock.stage("silu"):
             valid = self.heads.token_valid(seg)
             both = refresh.refresh(gate + up, "silu", valid=[valid] * (len(gate) + len(up)), fill=0.0,
                                    domains=[self.silu.domain] * len(gate) + [level0_interval(ev.ctx.params)] * len(up))
             gate, up = both[: len(gate)], [ev.drop_level(u, 2) for u in both[len(gate):]]
-            act = [self.silu.evaluate(ev, g, refresh=refresh) for g in gate]  # top -> top - depth
+            if not self.spare:
+                act = [self.silu.evaluate(ev, g, refresh=refresh) for g in gate]  # top -> top - depth
+            else:
+                act = self._silu_for_bootstrapping(ev, gate, refresh)
         with clock.stage("down"):
             act = refresh.ensure_levels_all(act, 2, "silu * up")
             prod = [ev.rescale(ev.mul(ev.drop_level(a, 2), ev.drop_level(u, 2))) for a, u in zip(act, up)]  # 2 -> 1
-            (m,) = self.down.apply(ev, prod, target_scale=h.scale)  # 1 -> 0
+            (m,) = self.down.apply(ev, prod, target_scale=h.scale if out_scale is None else out_scale)  # 1 -> 0
         return m
 
+    def _silu_for_bootstrapping(self, ev, gate, refresh):
+        """SiLU(gate), each at level >= 2 for the product with up. It ends at level 0 (its last stage takes all
+        8 levels a bootstrapping refresh gives), where |silu(x)| <= bound = 128 cannot be scaled down before the
+        sine: so the gate lands on the scale Delta / 2^b and is relabelled Delta (the message is silu / 2^b,
+        exact and free), is refreshed with that shrunk interval (the range indicator checks it), and
+        mul_int(2^b) restores it (no level)."""
+        bound = self.silu.domain[1]
+        b = refresh.model.shift_for(bound)
+        out = []
+        for g in gate:
+            a = self.silu.evaluate(ev, g, refresh=refresh, target_scale=g.scale / 2**b)
+            a.scale = g.scale  # relabel: the message is silu / 2^b
+            if a.level < 2:
+                (a,) = refresh.refresh([a], "silu * up", domains=[(-bound / 2**b, bound / 2**b)])
+            out.append(ev.mul_int(a, 2**b) if b else a)
+        return out
+
     def forward(self, ev, h, refresh, seg: Segments, clock: StageClock):
-        """h + attn(norm(h)), then + mlp(norm(.)); the stream goes back to the key holder between halves."""
-        return residual_block(ev, h, self.attention, self.mlp, refresh, seg, clock)
+        """h + attn(norm(h)), then + mlp(norm(.)); the stream is refreshed between the halves and after."""
+        if not self.spare:  # client refresh: the stream goes back to the key holder between halves
+            return residual_block(ev, h, self.attention, self.mlp, refresh, seg, clock)
+        return self._residual_shrunk(ev, h, refresh, seg, clock)
+
+    def _residual_shrunk(self, ev, h, refresh, seg: Segments, clock: StageClock):
+        """The residual pattern for bootstrapping. Each half ends at level 0 (o_proj and down run at level 1), so
+        its sum cannot be scaled down before bootstrapping; instead it is computed shrunk, (h + a) / 2^b with
+        |h + a| / 2^b <= the bootstrapping bound: h by a constant product (it has levels), a by its scale
+        label (the linear layer lands on h.scale / 2^b and is relabelled h.scale: exact and free). The
+        refresh checks the shrunk interval and mul_int(2^b) restores the stream (no level). The interval is
+        +-4 STREAM_LIMIT (calibration makes |h / s| <= STREAM_LIMIT on its prompts; the factor 4 is the margin
+        for unseen ones, and the range indicator checks it), at most the level-0 interval."""
+        lo, hi = level0_interval(ev.ctx.params)
+        hi = min(hi, 4.0 * STREAM_LIMIT)
+        lo = -hi
+        b = refresh.model.shift_for(hi)
+        shrunk = [(lo / 2**b, hi / 2**b)]
+        for half, stage in ((self.attention, "residual"), (self.mlp, "block output")):
+            a = half(ev, h, refresh, seg, clock, out_scale=h.scale / 2**b)  # level 0, a at label h.scale / 2^b
+            a.scale = h.scale  # relabel: the message is a / 2^b
+            with clock.stage(stage):
+                hs = ev.rescale(ev.mul_const(h, 2.0**-b))  # h / 2^b, one level of the refreshed stream
+                (h,) = refresh.refresh([ev.add(hs, a)], stage, domains=shrunk)  # 1 bootstrap: level 0 -> top
+                h = ev.mul_int(h, 2**b)  # exact, no level
+        return h

@@ -6,6 +6,12 @@ level simulator before any key is made: a profile too shallow for the circuits f
 
 After ``n_layers`` encrypted blocks the client decrypts, runs the remaining blocks in the clear (said plainly
 in every report), applies the final norm and the tied LM head, and compares with the float64 reference.
+
+Levels are restored by client refresh (round trips to the key holder, who checks every domain) or by
+bootstrapping on the server (``refresh="bootstrap"``: zero round trips; the domains travel as a homomorphic
+range indicator that the key holder reads with the outputs, ``fhectl.circuits.range_indicator``). "auto"
+bootstraps when the level simulator says the blocks fit with it, else falls back to client refresh and says
+why (``refresh_note``).
 """
 
 from __future__ import annotations
@@ -16,12 +22,16 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from fhectl.ckks.bootstrap import Bootstrapper
 from fhectl.ckks.context import CKKSContext
 from fhectl.ckks.params import Parameters
+from fhectl.circuits.bootstrap_refresh import (BootstrapRefresh, BootstrapStats, add_conjugation_key, bootstrap_config,
+                                               bootstrap_fits, bootstrap_keys, bootstrap_rotation_steps, plan_bootstrapped_block)
 from fhectl.circuits.packing import Layout
+from fhectl.circuits.range_indicator import RangeIndicator, read_indicators
 from fhectl.circuits.refresh import Client, ClientRefresh, Stats
 from fhectl.circuits.transformer import Segments, StageClock, plan_block, rescale_stream
-from fhectl.errors import InputError, LevelError
+from fhectl.errors import DomainError, InputError, LevelError, ParameterError
 from fhectl.llama.calibration import BlockDomains
 from fhectl.llama.encrypted import EncryptedLlamaBlock
 from fhectl.llama.model import Llama
@@ -60,6 +70,9 @@ class RunResult:
     key_bytes: int = 0
     layout: dict = field(default_factory=dict)
     plan: dict = field(default_factory=dict)
+    refresh: str = "client"  # "client" (round trips to the key holder) or "bootstrap" (none)
+    bootstrap: dict = field(default_factory=dict)  # BootstrapStats.as_dict() with bootstrapping
+    indicator: dict = field(default_factory=dict)  # the range indicator's verdict (IndicatorVerdict.as_dict())
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -84,27 +97,75 @@ def compare_logits(enc: np.ndarray, ref: np.ndarray, index: int, n_tokens: int) 
                         int(np.argmax(enc)), int(np.argmax(ref)))
 
 
+REFRESH_MODES = ("auto", "bootstrap", "client")
+
+
 class LlamaBlocks:
     """The server's half: the first ``n_layers`` blocks packed for one layout, with no key material.
 
     Everything here is public (weights, calibrated domains, the layout and the level plan), so a server that
     never sees a secret builds it, and so does the local run. The rotation steps are the Galois keys the
     client must make; the stream scales are the public powers of two the residual stream is divided by.
+
+    ``refresh``: "client" (ciphertexts go back to the key holder when levels run out), "bootstrap" (the
+    server bootstraps: ``fhectl.circuits.bootstrap_refresh``; ParameterError if the profile cannot) or
+    "auto" (bootstrap when the level simulator says the blocks fit with it, else client; ``refresh_note``
+    says why). ``refresh_mode`` is what was chosen.
     """
 
     def __init__(self, weights: LlamaWeights, params: Parameters, domains: list[BlockDomains], n_layers: int,
-                 max_tokens: int):
+                 max_tokens: int, refresh: str = "client"):
         cfg = weights.config
         if not 0 <= n_layers <= cfg.n_layer:
             raise InputError(f"--layers must be between 0 and {cfg.n_layer}, got {n_layers}")
+        if refresh not in REFRESH_MODES:
+            raise InputError(f"--refresh must be one of {', '.join(REFRESH_MODES)}, got {refresh!r}")
         width = max(cfg.n_embd, cfg.n_head * cfg.head_dim)
         if max_tokens > Layout.max_tokens(params.slots, width):
             raise InputError(f"{max_tokens} tokens do not fit one ciphertext of profile {params.name} "
                              f"(at most {Layout.max_tokens(params.slots, width)} for width {width})")
         self.cfg, self.params, self.n_layers = cfg, params, n_layers
         self.layout = Layout.for_model(params.slots, max_tokens, width)
-        self.blocks = [EncryptedLlamaBlock(weights, i, self.layout, domains[i]) for i in range(n_layers)]
         self.stream_scales = [d.stream_scale for d in domains[:n_layers]]
+        self.refresh_note = ""
+        self.refresh_mode = "client"
+        if refresh != "client" and n_layers:
+            why = self._try_bootstrap(weights, domains)
+            if why and refresh == "bootstrap":
+                raise ParameterError(f"--refresh bootstrap: {why}")
+            if why:
+                self.refresh_note = f"client refresh: {why}"
+        if self.refresh_mode == "client":
+            self._plan_client(weights, domains)
+
+    def _try_bootstrap(self, weights, domains) -> str:
+        """Blocks and plan for bootstrapping; '' when they fit, else why not (nothing is kept then)."""
+        params = self.params
+        ok, why = bootstrap_fits(params, 1)
+        if not ok:
+            return why
+        top = params.max_level - bootstrap_config(params).depth() - 1  # the mask product takes one
+        try:
+            blocks = [EncryptedLlamaBlock(weights, i, self.layout, domains[i], spare_level=True, stage_levels=top)
+                      for i in range(self.n_layers)]
+        except InputError as exc:
+            return f"profile {params.name}: the circuits do not fit the {top} levels a bootstrapping refresh gives: {exc}"
+        steps = set(bootstrap_rotation_steps(params))
+        try:  # before any key is generated
+            for b in blocks:
+                p = plan_bootstrapped_block(b, params)
+                steps |= set(p["rotation_steps"])
+                self.plan = p
+        except LevelError as exc:
+            depth = bootstrap_config(params).depth()
+            return (f"profile {params.name} cannot bootstrap inside the Llama blocks ({depth} of its "
+                    f"{params.max_level} levels go to bootstrapping): {exc}")
+        self.blocks, self.rotation_steps, self.refresh_mode = blocks, sorted(steps), "bootstrap"
+        return ""
+
+    def _plan_client(self, weights, domains) -> None:
+        params = self.params
+        self.blocks = [EncryptedLlamaBlock(weights, i, self.layout, domains[i]) for i in range(self.n_layers)]
         steps: set[int] = set()
         self.plan: dict = {}
         try:  # before any key is generated
@@ -139,26 +200,49 @@ class EncryptedLlama:
     """Keys, packed blocks and the two roles for one model, batch capacity and parameter set."""
 
     def __init__(self, weights: LlamaWeights, params: Parameters, domains: list[BlockDomains], n_layers: int,
-                 max_tokens: int, device: str = "cpu", random=None):
+                 max_tokens: int, device: str = "cpu", random=None, refresh: str = "client"):
         self.weights, self.cfg, self.params, self.n_layers = weights, weights.config, params, n_layers
         self.model = Llama(weights)
-        self.server_part = LlamaBlocks(weights, params, domains, n_layers, max_tokens)
+        self.server_part = LlamaBlocks(weights, params, domains, n_layers, max_tokens, refresh)
         self.layout, self.blocks = self.server_part.layout, self.server_part.blocks
         self.stream_scales, self.plan = self.server_part.stream_scales, self.server_part.plan
+        self.refresh_mode, self.refresh_note = self.server_part.refresh_mode, self.server_part.refresh_note
         self.ctx = CKKSContext(params, device=device)
         self.client = Client(self.ctx, self.server_part.rotation_steps, random) if n_layers else None
+        bootstrapping = n_layers and self.refresh_mode == "bootstrap"
+        config = bootstrap_config(params)
+        keys = None
+        if bootstrapping:  # the rotation steps already hold the bootstrapper's; CoeffsToSlots also conjugates
+            add_conjugation_key(self.client, random)
+            keys = bootstrap_keys(self.client, config, random)
         self.server = self.client.server_evaluator() if n_layers else None
+        self.bootstrapper = Bootstrapper(self.ctx, self.server, config, encapsulation=keys) if bootstrapping else None
 
     # -- one pass over a batch of prompts --------------------------------------------------------------
+    def _refresh(self, result: RunResult):
+        """The refresh of one pass: the client's round trips, or the server's bootstrapping (with a fresh
+        range indicator; the bootstrapper, and its encoded transforms, are shared by the passes)."""
+        if self.refresh_mode == "client":
+            return ClientRefresh(self.client, result.stats), None
+        stats = BootstrapStats()
+        indicator = RangeIndicator.fitting(self.server, self.params.scale, self.bootstrapper.output_level - 1)
+        return BootstrapRefresh(self.server, self.bootstrapper, stats, indicator), indicator
+
     def run(self, prompts: list[list[int]], on_layer=None, start_layer: int = 0,
-            start_hidden: np.ndarray | None = None) -> tuple[list[np.ndarray], RunResult]:
+            start_hidden: np.ndarray | None = None, out_of_domain: str = "raise") -> tuple[list[np.ndarray], RunResult]:
         """Encrypted blocks on a batch of prompts packed into one ciphertext.
 
         Returns each prompt's final logits (after the clear blocks, if any) and the report. ``on_layer(i,
-        hidden)`` receives the key holder's decryption after block i (what a client refresh sees anyway),
-        which a resumable benchmark saves; ``start_layer`` / ``start_hidden`` resume from it (one extra
-        refresh at that boundary).
+        hidden)`` receives the key holder's decryption after block i (what a client refresh sees anyway; with
+        bootstrapping it is the local run's measurement, nothing goes back to the server), which a resumable
+        benchmark saves; ``start_layer`` / ``start_hidden`` resume from it (one extra refresh at that boundary).
+
+        With bootstrapping the key holder reads the range indicator with the outputs: a stage that may have
+        left its domain is a DomainError (``out_of_domain="raise"``), or only reported in ``result.indicator``
+        (``"report"``).
         """
+        if out_of_domain not in ("raise", "report"):
+            raise InputError(f"out_of_domain must be 'raise' or 'report', got {out_of_domain!r}")
         t_start = time.perf_counter()
         seg = Segments(tuple(len(p) for p in prompts))
         if seg.total > self.layout.tokens:
@@ -168,16 +252,20 @@ class EncryptedLlama:
                            layout={"slots": self.layout.slots, "tokens": self.layout.tokens,
                                    "features_per_chunk": self.layout.chunk, "prompts": len(prompts),
                                    "tokens_used": seg.total},
-                           plan={k: v for k, v in self.plan.items() if k != "rotation_steps"})
+                           plan={k: v for k, v in self.plan.items() if k != "rotation_steps"},
+                           refresh=self.refresh_mode)
         refs = [self.model.embed(p) for p in prompts]  # (T_i, C) each: the float64 reference
         for i in range(start_layer):
             refs = [self.model.block(r, i) for r in refs]
         x = np.concatenate(refs) if start_hidden is None else start_hidden  # (total, C)
         clock = StageClock()
         if self.n_layers > start_layer:
-            refresh = ClientRefresh(self.client, result.stats)
+            refresh, indicator = self._refresh(result)
             s = self.stream_scales[start_layer]
-            (h,) = self.client.encrypt_hidden(self.layout, x / s)  # the server holds h / s
+            # the server holds h / s; with bootstrapping, encrypted at the level a refresh returns, so every
+            # block starts where the plan (and every later block) starts
+            level = self.plan["refresh_level"] if indicator is not None else None
+            (h,) = self.client.encrypt_hidden(self.layout, x / s, level=level)
 
             def on_block(i, h, seconds):
                 nonlocal refs
@@ -195,6 +283,15 @@ class EncryptedLlama:
             h = self.server_part.forward(self.server, h, refresh, seg, start_layer, self.n_layers, clock, on_block)
             s = self.stream_scales[self.n_layers - 1]
             x = s * self.client.decrypt_hidden(self.layout, [h], seg.total, self.cfg.n_embd)
+            if indicator is not None:  # the key holder reads the indicator with the outputs
+                result.bootstrap = refresh.stats.as_dict()
+                verdict = read_indicators(indicator.public_state(), self.client.decryptor, self.params.slots,
+                                          indicator.squarings)
+                result.indicator = verdict.as_dict()
+                result.indicator["summary"] = verdict.summary()
+                if not verdict.clean and out_of_domain == "raise":
+                    raise DomainError(f"{verdict.summary()}; the outputs may be wrong (client refresh shows the "
+                                      "values; --allow-out-of-domain reports this instead of failing)")
         logits, result.prompts = finish_on_client(self.model, x, refs, seg, max(self.n_layers, start_layer))
         result.stage_seconds = clock.seconds
         result.seconds_total = time.perf_counter() - t_start

@@ -9,7 +9,7 @@ from fhectl.circuits.levels import SimEvaluator
 from fhectl.circuits.protocols import SecretKeyRefresher
 from fhectl.circuits.softmax import softmax_circuit
 from fhectl.ckks.precision import fresh_precision_bits, precision_bits
-from fhectl.errors import LevelError
+from fhectl.errors import InputError, LevelError
 
 
 def trained_rows(rng, rows: int, n: int):
@@ -85,3 +85,14 @@ def test_level_error_without_refresher(deep_kit):
     cts = [sim.fresh() for _ in range(4)]
     with pytest.raises(LevelError, match=r"softmax normalise \d/\d needs \d+ levels"):
         sm.evaluate(sim, cts, [np.ones(kit.params.slots)] * 4)
+
+
+def test_softmax_stages_within_a_refresh_budget():
+    """With stages capped at 7 levels (8 per bootstrapping refresh, one for the row sums), the plan keeps every
+    stage within it and the total-variation bound, at the cost of more stages than the least-depth plan."""
+    free = softmax_circuit(64.0, 32)
+    capped = softmax_circuit(64.0, 32, max_stage_levels=7)
+    assert max(n for _, n in free.stages()) > 7
+    assert max(n for _, n in capped.stages()) <= 7 and capped.tv_bound <= 1e-3
+    with pytest.raises(InputError, match="stages of at most 2 levels"):
+        softmax_circuit(64.0, 32, max_stage_levels=2)

@@ -87,3 +87,30 @@ def test_refresher_called_when_levels_run_out(deep_kit):
         ap.evaluate(ev, ct)
     with pytest.raises(LevelError, match=r"silu_wide needs 11 levels"):
         W.silu_wide().evaluate(ev, ev.drop_level(ct, 5))
+
+
+def test_silu_split_for_a_short_refresh(deep_kit):
+    """With 8 levels per refresh (boot-n16-128 bootstrapping), SiLU on [-128, 128] (11 levels whole) becomes a
+    Cheon map and a gate with one refresh between (every stage <= 8), still within its tolerance; evaluated
+    with a refresher that returns level 8, it refreshes the map's output once and keeps the precision."""
+    kit, ev = deep_kit, deep_kit.evaluator
+    whole = W.silu_wide()
+    split = W.silu_wide(max_stage_levels=8)
+    assert whole.depth() > 8 and max(split.stage_depths()) <= 8 and split.maps
+    assert split.gate_error() <= 1e-4
+
+    class ShortRefresher(SecretKeyRefresher):
+        """Re-encrypts at level 8, as a bootstrapping refresh of boot-n16-128 returns."""
+
+        def ensure_levels_all(self, cts, levels, stage):
+            if all(c.level >= levels for c in cts):
+                return cts
+            self.calls.append(stage)
+            return [self.encryptor.encrypt(self.decryptor.decrypt(c).real, level=8) for c in cts]
+
+    x = np.concatenate([np.linspace(-128, 128, 256), kit.rng.uniform(-8, 8, kit.params.slots - 256)])
+    ct = kit.encryptor.encrypt(x, level=8)
+    refresh = ShortRefresher(kit.encryptor, kit.decryptor)
+    out = split.evaluate(ev, ct, refresh=refresh)
+    assert refresh.calls == ["silu_wide gate"]
+    _check(kit, split, x, ct, out, 10)

@@ -1,0 +1,337 @@
+"""Refresh by bootstrapping: the server restores levels alone, with public evaluation keys only.
+
+``BootstrapRefresh`` implements the refresh calls of ``fhectl.circuits.refresh.ClientRefresh`` (``refresh``
+with its masks, fills, domains and output level, and ``ensure_levels_all``), so the circuits run unchanged and
+make zero round trips. It wraps ``fhectl.ckks.bootstrap.Bootstrapper`` (used as is: ``bootstrap`` and
+``output_level``) with what the circuits need around it.
+
+Physics. Bootstrapping recovers t = Delta m from t + q0 I through sin(2 pi y) / (2 pi), y = t / q0, so the
+message must be far below q0 / Delta (2^8 with the bootstrapping profiles): the relative error of the sine is
+(2 pi y)^2 / 6. Measured at N = 2^10 (tiny-bootstrap-insecure, Delta = 2^52, q0 = 2^60), absolute error of one
+bootstrapping for |m| <= A, worst of uniform, tiled and constant slot vectors (a constant puts the whole
+message into one coefficient, the worst case for the sine):
+
+    A        2^-4    2^-3    2^-2    2^-1    1       2       4
+    error    2^-18.3 2^-18.6 2^-18.0 2^-16.1 2^-13.2 2^-10.3 2^-7.3
+
+Below 2^-2 the error is the circuit's noise floor (~2^-18.5); above, the sine's cubic term. The bound that
+matters is y = Delta m / q0 <= SINE_Y = 2^-10 (2^-2 at q0 / Delta = 2^8), so every refresh with a known bound B
+(the max |endpoint| of the ciphertext's domain) first scales the message by 2^-b, B / 2^b <= SINE_Y q0 / Delta
+(``RefreshModel.shift_for``; 32 with boot-n16-128, whose q0 / Delta is 2^15), and multiplies by 2^b again
+afterwards. A bootstrapping's error is mostly noise, about the same for any message within that bound, so the
+refreshed value carries an absolute error of about B times a profile's relative error (``RefreshModel``:
+2^-15 for one dense-secret pass at N = 2^10; the refined, encapsulated circuit of boot-n16-128 at N = 2^16 is
+measured there), relative to the bound, not to the value: small values in a wide domain lose more.
+
+Where the shrink happens. Scaling by 2^-b needs a level (a constant product and a rescale): a ciphertext that
+arrives at level >= 1 pays it from levels the bootstrapping would discard anyway. One that arrives at level 0
+with B above the shrunk bound cannot be shrunk any more (there is no prime left to divide by), and bootstrapping
+it as is would return garbage once |m| Delta approaches q0 / 4. That is a LevelError here, never a silent loss:
+the circuits must leave one level before such a refresh (the Llama block does: ``fhectl.llama.encrypted``), or
+shrink the message themselves (scale labels) and pass the shrunk domain. Ciphertexts without a domain (the
+``ensure_levels_all`` calls inside the wide circuits and the softmax) are taken to be bounded by
+UNKNOWN_BOUND = 1: those circuits keep their intermediates on [-1, 1] by construction. They are shrunk when
+they arrive with a level to spare; at level 0 (the softmax's normalisation steps and the attention values do
+arrive there) they are bootstrapped as they are: free of cost where 1 is within the shrunk bound (boot-n16-128),
+else at the measured cost in the table, up to 2^-13.2 (``RefreshModel.level0_unit_error``; tiny profile).
+``BootstrapStats.unshrunk`` counts those. The assumption is checked, not trusted: the range indicator observes
+those refreshes on [-2, 2] (a value far beyond the bound would come out of the sine as garbage, which reads
+out of domain).
+
+After bootstrapping, one plaintext product does three things at once: the mask (``valid``), the factor 2^b
+back, and an exact landing on Delta (the plaintext is encoded at Delta q_l / scale); then ``fill`` is added on
+the masked slots. So a refresh returns at most ``top_level`` = the bootstrapper's output level - 1, and
+``level`` asks for less. The range indicator (``fhectl.circuits.range_indicator``) observes the result.
+
+Limits, said plainly. The bound covers every slot, masked ones included (the sine acts on coefficients, which
+mix all slots): the circuits zero or bound what they mask. The error is absolute, 16 bits of the bound: a
+wide domain (a norm's mean square over several decades) keeps less relative precision at its low end than a
+client refresh, which re-encrypts exactly. Measured on the tiny Llama block: 9-11 bits against the float64
+model, 11.7 with client refresh (tests/llama/test_bootstrap_refresh.py).
+
+``SimBootstrapper`` is the bootstrapper on the level simulator: the same ``BootstrapRefresh`` code then plans a
+block (``plan_bootstrapped_block``), so the depth plan, the levels per refresh and the bootstraps per block come
+from the code that runs, not from a table.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from fhectl.ckks import encapsulation
+from fhectl.ckks.bootstrap import BootstrapConfig, Bootstrapper
+from fhectl.ckks.encapsulation import EncapsulationKeys
+from fhectl.ckks.keys import KeyGenerator
+from fhectl.circuits.levels import SimCiphertext, SimEvaluator
+from fhectl.circuits.range_indicator import RangeIndicator
+from fhectl.circuits.transformer import Segments, StageClock
+from fhectl.errors import LevelError, ParameterError
+
+
+UNKNOWN_BOUND = 1.0  # |m| of ciphertexts refreshed without a domain (intermediates of the wide circuits)
+SINE_Y = 2.0**-10  # the largest y = Delta m / q0 a bootstrapping is given: the sine is y to 2^-17 relative there
+
+
+@dataclass(frozen=True)
+class RefreshModel:
+    """What one profile's bootstrapping carries, and how well (measured; see the module docstring).
+
+    shrunk_bound: the largest |m| a bootstrapping is given, SINE_Y q0 / Delta (2^-2 at q0 / Delta = 2^8 as in
+    tiny-bootstrap-insecure, 32 at 2^15 as in boot-n16-128); relative_error: the absolute error of one
+    refresh of values within shrunk_bound, per unit of shrunk_bound (the error is noise, the same for any
+    small message, so a refresh of values within B shrunk by 2^b keeps about B * relative_error);
+    level0_unit_error: the error when |m| <= UNKNOWN_BOUND arrives at level 0 above shrunk_bound (no level to
+    shrink it: the sine's cubic term), 0 where UNKNOWN_BOUND <= shrunk_bound.
+    """
+
+    shrunk_bound: float
+    relative_error: float
+    level0_unit_error: float = 0.0
+
+    @staticmethod
+    def for_params(params, config: BootstrapConfig) -> "RefreshModel":
+        shrunk = SINE_Y * params.moduli_q[0] / params.scale
+        if config.refine_bits:
+            # the refined, encapsulated circuit (boot-n14-insecure, N = 2^14, q0 / Delta = 2^15): 2^-25.9 worst
+            # against the input's decryption for |m| <= 32, uniform or constant slots (one pass: 2^-16.0 and
+            # 2^-12.2, the constant vector's sine term), i.e. the output's own noise at Delta = 2^40. That noise
+            # grows about as N in a slot: 2^-25 (1 bit spare) at 2^14, times N / 2^14.
+            relative = 2.0**-25 * (params.ring_degree / 2**14) / shrunk
+        else:
+            # tiny-bootstrap-insecure (N = 2^10, one dense-secret pass): 2^-18.0 at |m| <= 2^-2; 1 bit spare
+            relative = 2.0**-17 / 0.25
+        level0 = 2.0**-13 if UNKNOWN_BOUND > shrunk else 0.0  # tiny: measured 2^-13.2 (the constant vector)
+        return RefreshModel(shrunk, relative, level0)
+
+    def shift_for(self, bound: float) -> int:
+        """The least b >= 0 with bound / 2^b <= shrunk_bound."""
+        return max(0, math.ceil(math.log2(max(bound, 1e-300) / self.shrunk_bound)))
+
+    def error(self, bound: float) -> float:
+        """Predicted absolute error of a refresh of values bounded by ``bound``."""
+        return self.relative_error * self.shrunk_bound * 2.0 ** self.shift_for(bound)
+
+
+def bootstrap_config(params) -> BootstrapConfig:
+    """The configuration the bootstrapping refresh uses: the circuit the profile was made for
+    (``BootstrapConfig.for_params``: sparse-secret encapsulated and refined where the profile sets primes
+    aside for it, else the dense-secret default)."""
+    return BootstrapConfig.for_params(params)
+
+
+def bootstrap_fits(params, stage_levels: int) -> tuple[bool, str]:
+    """(fits, why not): can bootstrapping leave ``stage_levels`` usable levels (after the mask product)?"""
+    try:
+        depth = bootstrap_config(params).depth()
+    except ParameterError as exc:  # the ring is too large for the dense-secret circuit
+        return False, str(exc)
+    left = params.max_level - depth - 1
+    if left < stage_levels:
+        return False, (f"profile {params.name} has {params.max_level} levels; bootstrapping takes {depth} and the "
+                       f"mask product 1, leaving {left}, fewer than the {stage_levels} the circuits need")
+    return True, ""
+
+
+def add_conjugation_key(client, random=None) -> None:
+    """The key holder's side: a Galois key for conjugation (bootstrapping's CoeffsToSlots needs it), added to
+    ``client``'s Galois keys (``fhectl.circuits.refresh.Client`` makes rotation keys only)."""
+    from fhe_kernels.automorphism import galois_element_for_conjugation
+
+    g = galois_element_for_conjugation(client.ctx.params.ring_degree)
+    if g not in client.galois_keys.keys:
+        client.galois_keys.keys[g] = KeyGenerator(client.ctx, random).galois_key(client.sk, g)
+
+
+def bootstrap_keys(client, config: BootstrapConfig, random=None) -> EncapsulationKeys | None:
+    """The key holder's side: the sparse-secret encapsulation keys an encapsulated circuit needs (public
+    switching keys; the sparse secret is dropped), or None for the dense-secret circuit."""
+    if config.sparse_weight is None:
+        return None
+    return encapsulation.generate(KeyGenerator(client.ctx, random), client.sk, config.sparse_weight)
+
+
+@dataclass
+class BootstrapStats:
+    """What the refreshes cost: bootstraps per stage, their seconds, and per call the levels in and out."""
+
+    bootstraps: int = 0
+    by_stage: dict[str, int] = field(default_factory=dict)
+    seconds_by_stage: dict[str, float] = field(default_factory=dict)
+    levels: dict[str, dict] = field(default_factory=dict)  # stage -> {"in": [levels], "out": level, "shift": b}
+    unshrunk: int = 0  # intermediates bootstrapped at level 0 without the 2^-2 shrink (error <= 2^-13.2)
+
+    def record(self, stage: str, level_in: int, level_out: int, shift: int, seconds: float) -> None:
+        self.bootstraps += 1
+        self.by_stage[stage] = self.by_stage.get(stage, 0) + 1
+        self.seconds_by_stage[stage] = self.seconds_by_stage.get(stage, 0.0) + seconds
+        entry = self.levels.setdefault(stage, {"in": [], "out": level_out, "shift": []})
+        if level_in not in entry["in"]:
+            entry["in"].append(level_in)
+        if shift not in entry["shift"]:
+            entry["shift"].append(shift)
+        entry["out"] = level_out
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class SimBootstrapper:
+    """The bootstrapper on the level simulator: level 0 in, ``output_level`` out, the same scale."""
+
+    def __init__(self, ev: SimEvaluator, config: BootstrapConfig | None = None):
+        self.ev = ev
+        self.config = bootstrap_config(ev.params) if config is None else config
+        if self.config.depth() > ev.params.max_level:
+            raise LevelError(f"bootstrapping needs {self.config.depth()} levels, the chain has {ev.params.max_level}")
+
+    @property
+    def output_level(self) -> int:
+        return self.ev.params.max_level - self.config.depth()
+
+    def bootstrap(self, ct):
+        ct0 = self.ev.drop_level(ct, 0)
+        return SimCiphertext(self.output_level, ct0.scale, ct0.slots)
+
+
+class BootstrapRefresh:  # implements fhectl.circuits.protocols.BlockRefresher
+    """The server's refresh: shrink, bootstrap, mask and scale back, observe the domain (see the module
+    docstring). ``ev``: an evaluator with public keys (or the simulator); ``bootstrapper``: anything with
+    ``bootstrap(ct)`` and ``output_level`` (``Bootstrapper`` or ``SimBootstrapper``)."""
+
+    def __init__(self, ev, bootstrapper, stats: BootstrapStats | None = None,
+                 indicator: RangeIndicator | None = None):
+        self.ev = ev
+        self.boot = bootstrapper
+        self.stats = BootstrapStats() if stats is None else stats
+        self.indicator = indicator
+        self.scale = ev.ctx.params.scale
+        self.model = RefreshModel.for_params(ev.ctx.params, bootstrapper.config)
+
+    @property
+    def top_level(self) -> int:
+        """The highest level a refresh returns: the bootstrapper's output level less the mask product."""
+        return self.boot.output_level - 1
+
+    def refresh(self, cts, stage: str, domain: tuple[float, float] | None = None, valid=None,
+                fill: float | None = None, level: int | None = None, domains=None) -> list:
+        """``cts`` bootstrapped to ``level`` (default ``top_level``), with ClientRefresh's semantics for
+        ``domain``, ``valid``, ``fill`` and ``domains``; the domains are observed by the range indicator."""
+        target = self.top_level if level is None else level
+        if target > self.top_level:
+            raise LevelError(f"{stage}: a refresh to level {target} was asked; bootstrapping returns level "
+                             f"{self.boot.output_level} and the mask product takes one, so at most {self.top_level}")
+        if fill is None:
+            fill = 0.0 if domain is None else 0.5 * (domain[0] + domain[1])
+        out = []
+        for i, ct in enumerate(cts):
+            mask = None if valid is None else valid[i]
+            check = domains[i] if domains is not None else (domain if valid is None or mask is not None else None)
+            bound_interval = domains[i] if domains is not None else domain
+            model = self.model
+            if bound_interval is None:  # an intermediate of a circuit: |m| <= UNKNOWN_BOUND by construction
+                bound, error = UNKNOWN_BOUND, model.error(UNKNOWN_BOUND)
+                if ct.level == 0 and model.shift_for(bound):  # no level to shrink it: as is
+                    bound, error = model.shrunk_bound, model.level0_unit_error
+                    self.stats.unshrunk += 1
+                if check is None:  # the assumption is checked too, with a factor 2 of slack
+                    check = (-2.0 * UNKNOWN_BOUND, 2.0 * UNKNOWN_BOUND)
+            else:
+                bound = max(abs(bound_interval[0]), abs(bound_interval[1]))
+                error = model.error(bound)
+            fresh = self._one(ct, stage, bound, mask, fill)
+            if self.indicator is not None and check is not None:
+                keep = None
+                if mask is not None and not check[0] <= fill <= check[1]:
+                    keep = np.asarray(mask, dtype=np.float64)  # the fill itself would read as out of domain
+                self.indicator.observe(fresh, check, stage, error, keep=keep)
+            out.append(self.ev.drop_level(fresh, target))
+        return out
+
+    def _one(self, ct, stage: str, bound: float, mask, fill: float):
+        """One ciphertext: 2^-b, bootstrap, then mask * 2^b landing on Delta, + fill: at ``top_level``."""
+        ev = self.ev
+        b = self.model.shift_for(bound)
+        level_in = ct.level
+        t0 = time.perf_counter()
+        if b and ct.level == 0:
+            raise LevelError(
+                f"{stage}: a ciphertext reaches bootstrapping at level 0 with values up to {bound:g}; they must "
+                f"be scaled by 2^-{b} first (below {self.model.shrunk_bound:g}), which needs one level: "
+                "leave a level before this refresh, or shrink the values and pass the shrunk domain")
+        if ct.level:  # levels bootstrapping would discard: scale by 2^-b and land exactly on Delta
+            ct = ev.rescale(ev.mul_const(ct, 2.0**-b, target_scale=self.scale))  # l -> l-1, message m / 2^b
+            ct.scale = self.scale  # so CoeffsToSlots meets one scale and reuses its encoded diagonals
+        boot = self.boot.bootstrap(ct)  # -> output_level, scale ct.scale
+        lvl = boot.level
+        pt_scale = self.scale * ev.ctx.params.moduli_q[lvl] / boot.scale  # lands exactly on Delta
+        if mask is None:
+            fresh = ev.rescale(ev.mul_const(boot, float(2**b), target_scale=self.scale))  # -> top_level
+        else:
+            m = np.asarray(mask, dtype=bool)
+            pt = ev.encoder.encode(np.where(m, float(2**b), 0.0), level=lvl, scale=pt_scale)
+            fresh = ev.rescale(ev.mul(boot, pt))  # -> top_level
+        fresh.scale = self.scale  # equal up to float rounding of the plaintext's scale
+        if mask is not None and fill != 0.0:
+            fresh = ev.add(fresh, ev.encoder.encode(np.where(m, 0.0, fill), level=fresh.level, scale=self.scale))
+        self.stats.record(stage, level_in, fresh.level, b, time.perf_counter() - t0)
+        return fresh
+
+    def ensure_levels(self, ct, levels: int, stage: str):
+        return ct if ct.level >= levels else self.refresh([ct], stage)[0]
+
+    def ensure_levels_all(self, cts, levels: int, stage: str) -> list:
+        """Each ciphertext itself if it has ``levels`` levels left, else bootstrapped to the top: unlike a
+        client round trip, where one more ciphertext costs only bytes, a bootstrapping is paid per ciphertext,
+        so only the short ones are refreshed (their values taken to be within UNKNOWN_BOUND)."""
+        if all(c.level >= levels for c in cts):
+            return cts
+        if levels > self.top_level:
+            raise LevelError(f"{stage} needs {levels} levels; a bootstrapping refresh returns {self.top_level}")
+        short = [i for i, c in enumerate(cts) if c.level < levels]
+        fresh = dict(zip(short, self.refresh([cts[i] for i in short], stage)))
+        return [fresh.get(i, c) for i, c in enumerate(cts)]
+
+
+def server_refresh(ev, params, stats: BootstrapStats | None = None, indicator: bool = True,
+                   keys: EncapsulationKeys | None = None) -> BootstrapRefresh:
+    """The bootstrapping refresh of a server holding ``ev`` (public keys, including the bootstrapping Galois
+    keys and conjugation) and, for an encapsulated circuit, the encapsulation ``keys``."""
+    boot = Bootstrapper(ev.ctx, ev, bootstrap_config(params), encapsulation=keys)
+    ind = RangeIndicator.fitting(ev, params.scale, boot.output_level - 1) if indicator else None
+    return BootstrapRefresh(ev, boot, stats, ind)
+
+
+def bootstrap_rotation_steps(params) -> list[int]:
+    """The rotation steps bootstrapping needs keys for (conjugation comes on top: ``add_conjugation_key``)."""
+    from fhectl.ckks.bootstrap import required_steps
+
+    return required_steps(params, bootstrap_config(params))
+
+
+def plan_bootstrapped_block(block, params, indicator: bool = True) -> dict:
+    """``fhectl.circuits.transformer.plan_block`` with bootstrapping: one block on the level simulator through
+    ``BootstrapRefresh`` over ``SimBootstrapper``, for the worst-case batch. Bootstraps per stage, the levels
+    each refresh stage arrives at and leaves, rotation steps. LevelError if it does not fit."""
+    ev = SimEvaluator(params)
+    boot = SimBootstrapper(ev)
+    stats = BootstrapStats()
+    ind = RangeIndicator.fitting(ev, params.scale, boot.output_level - 1) if indicator else None
+    refresh = BootstrapRefresh(ev, boot, stats, ind)
+    seg = Segments((block.layout.tokens,))
+    h = ev.fresh(refresh.top_level)
+    block.forward(ev, h, refresh, seg, StageClock())
+    return {"refresh": "bootstrap", "bootstraps": dict(stats.by_stage), "bootstraps_per_block": stats.bootstraps,
+            "round_trips": 0, "levels": stats.levels, "bootstrap_output_level": boot.output_level,
+            "refresh_level": refresh.top_level, "bootstrap_depth": boot.config.depth(),
+            "indicator_stages": sorted(ind.accumulators) if ind else [],
+            "rotation_steps": sorted(s % params.slots for s in ev.rotation_steps if s % params.slots),
+            "counters": dict(ev.counters)}
+
+
+__all__ = ["SINE_Y", "UNKNOWN_BOUND", "BootstrapRefresh", "BootstrapStats", "RefreshModel", "SimBootstrapper",
+           "add_conjugation_key", "bootstrap_fits", "bootstrap_keys", "bootstrap_rotation_steps", "plan_bootstrapped_block",
+           "server_refresh"]

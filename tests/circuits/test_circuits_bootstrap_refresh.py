@@ -1,0 +1,178 @@
+"""Refresh by bootstrapping (fhectl.circuits.bootstrap_refresh) and the range indicator
+(fhectl.circuits.range_indicator) at the insecure N = 2^10 profile tiny-bootstrap-deep-insecure.
+
+Precision per refresh: values in [-B, B] come back within ``RefreshModel.error(B)`` = 2^-17 * 2^b, b = max(0,
+ceil(log2(4 B))). Measured here, largest absolute error, arriving at level 1 or 20 alike:
+
+    B            1/4      1        4        16       64       256
+    constant B   2^-18.3  2^-16.4  2^-14.3  2^-12.3  2^-10.2  2^-8.3   (the worst case: one coefficient)
+    uniform      2^-19.2  2^-17.2  2^-15.3  2^-13.5  2^-11.4  2^-9.1
+
+i.e. 16.2-16.6 bits relative to the bound in the worst case, 17.5-19.5 for spread values: the noise floor of one
+bootstrapping (2^-18.3) times 2^b. Unshrunk at level 0 (intermediates, |m| <= 1): 2^-19.1 uniform, 2^-13.3 for
+the constant 1 (the sine's cubic term), 2^-16.1 for the constant 1/2.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from fhectl.ckks.context import CKKSContext
+from fhectl.ckks.params import load_parameters
+from fhectl.ckks.sampling import SeededRandom
+from fhectl.circuits.bootstrap_refresh import (
+    BootstrapRefresh,
+    BootstrapStats,
+    RefreshModel,
+    SimBootstrapper,
+    add_conjugation_key,
+    bootstrap_config,
+    bootstrap_rotation_steps,
+    server_refresh,
+)
+from fhectl.circuits.levels import SimEvaluator
+from fhectl.circuits.protocols import BlockRefresher
+from fhectl.circuits.range_indicator import RangeIndicator, indicator_value, read_indicators
+from fhectl.circuits.refresh import Client, ClientRefresh, Stats
+from fhectl.circuits.transformer import SimRefresh
+from fhectl.errors import LevelError
+
+
+pytestmark = pytest.mark.usefixtures("single_numba_thread")
+
+
+class Kit:
+    def __init__(self):
+        self.params = load_parameters("tiny-bootstrap-deep-insecure", allow_insecure=True)
+        self.ctx = CKKSContext(self.params)
+        self.client = Client(self.ctx, bootstrap_rotation_steps(self.params), SeededRandom("tests/boot-refresh"))
+        add_conjugation_key(self.client, SeededRandom("tests/boot-refresh/conj"))
+        self.ev = self.client.server_evaluator()  # public keys only
+        self.refresh = server_refresh(self.ev, self.params)
+        self.rng = np.random.default_rng(7)
+
+    def encrypt(self, x, level=None):
+        return self.client.encryptor.encrypt(x, level=level)
+
+    def decrypt(self, ct):
+        return self.client.decryptor.decrypt(ct, self.params.slots).real
+
+    def fresh_indicator(self):
+        self.refresh.indicator = RangeIndicator(self.ev, self.params.scale)
+        return self.refresh.indicator
+
+
+@pytest.fixture(scope="module")
+def kit(single_numba_thread):
+    return Kit()
+
+
+@pytest.mark.parametrize("bound", [0.25, 4.0, 64.0])
+def test_precision_per_refresh_is_16_bits_of_the_bound(kit, bound):
+    n = kit.params.slots
+    worst = 0.0
+    for x in (kit.rng.uniform(-bound, bound, n), np.full(n, bound)):
+        (out,) = kit.refresh.refresh([kit.encrypt(x, level=2)], "test", domains=[(-bound, bound)])
+        assert out.level == kit.refresh.top_level and out.scale == kit.params.scale
+        worst = max(worst, float(np.max(np.abs(kit.decrypt(out) - x))))
+    assert worst < kit.refresh.model.error(bound), (bound, math.log2(worst))
+    assert -math.log2(worst / bound) > 15  # about 16 bits relative to the bound
+
+
+def test_mask_fill_and_requested_level(kit):
+    n = kit.params.slots
+    x = kit.rng.uniform(-3, 3, n)
+    valid = np.arange(n) % 3 != 0
+    (out,) = kit.refresh.refresh([kit.encrypt(x, level=1)], "masked", domain=(-4.0, 4.0), valid=[valid], fill=0.5,
+                                 level=3)
+    assert out.level == 3
+    got = kit.decrypt(out)
+    want = np.where(valid, x, 0.5)
+    assert np.max(np.abs(got - want)) < kit.refresh.model.error(4.0)
+
+
+def test_levels_it_cannot_give_are_errors(kit):
+    ct = kit.encrypt(np.zeros(kit.params.slots))
+    with pytest.raises(LevelError, match="at most"):
+        kit.refresh.refresh([ct], "too high", level=kit.refresh.top_level + 1)
+    with pytest.raises(LevelError, match="level 0 with values up to 64"):  # cannot shrink without a level
+        kit.refresh.refresh([kit.ev.drop_level(ct, 0)], "stream", domains=[(-64.0, 64.0)])
+
+
+def test_only_short_ciphertexts_are_bootstrapped(kit):
+    stats = BootstrapStats()
+    r = BootstrapRefresh(kit.ev, kit.refresh.boot, stats)
+    x = kit.rng.uniform(-0.5, 0.5, kit.params.slots)
+    high, low = kit.encrypt(x), kit.encrypt(x, level=1)
+    a, b = r.ensure_levels_all([high, low], 4, "short")
+    assert a is high and b.level == r.top_level and stats.bootstraps == 1
+    assert np.max(np.abs(kit.decrypt(b) - x)) < kit.refresh.model.error(1.0)
+
+
+def test_every_refresh_strategy_offers_the_same_calls(kit):
+    sim = SimEvaluator(kit.params)
+    for r in (kit.refresh, ClientRefresh(kit.client, Stats()), SimRefresh(sim),
+              BootstrapRefresh(sim, SimBootstrapper(sim))):
+        assert isinstance(r, BlockRefresher), type(r).__name__
+
+
+def test_the_simulator_plans_the_same_levels(kit):
+    sim = SimEvaluator(kit.params)
+    r = BootstrapRefresh(sim, SimBootstrapper(sim, bootstrap_config(kit.params)))
+    (s,) = r.refresh([sim.fresh(1)], "x", domains=[(-64.0, 64.0)], level=5)
+    assert r.top_level == kit.refresh.top_level and s.level == 5
+    assert r.model.shift_for(64.0) == 8 and r.model.shift_for(0.25) == 0  # q0 / Delta = 2^8: |m| <= 2^-2
+
+
+def test_the_refresh_model_follows_the_profile():
+    """The shrunk bound is y = Delta m / q0 <= 2^-10 of each profile: 2^-2 at q0 / Delta = 2^8, 32 at 2^15; the
+    error is relative to the bound, so it is the same per bit of shift."""
+    from fhectl.ckks.bootstrap import BootstrapConfig
+
+    tiny = load_parameters("tiny-bootstrap-deep-insecure", allow_insecure=True)
+    big = load_parameters("boot-n16-128")
+    m_tiny = RefreshModel.for_params(tiny, BootstrapConfig.for_params(tiny))
+    m_big = RefreshModel.for_params(big, BootstrapConfig.for_params(big))
+    assert abs(math.log2(m_tiny.shrunk_bound) + 2) < 0.01 and abs(math.log2(m_big.shrunk_bound) - 5) < 0.01
+    assert m_big.shift_for(256.0) == 3 and m_big.shift_for(32.0) == 0 and m_big.level0_unit_error == 0.0
+    assert m_tiny.level0_unit_error > 0  # |m| <= 1 at level 0 is above tiny's bound
+    assert m_big.error(256.0) == 8 * m_big.error(32.0)
+
+
+def test_range_indicator_reads_clean_inside_and_flags_outside(kit):
+    n = kit.params.slots
+    ind = kit.fresh_indicator()
+    inside = kit.rng.uniform(-1.9, 1.9, n)
+    kit.refresh.refresh([kit.encrypt(inside, level=1)], "inside", domains=[(-2.0, 2.0)])
+    slightly = inside.copy()
+    slightly[17] = 2.1  # 10% of the half-width beyond the edge: (1.05)^64 = 23
+    kit.refresh.refresh([kit.encrypt(slightly, level=1)], "slightly out", domains=[(-2.0, 2.0)])
+    far = inside.copy()
+    far[100] = 40.0  # 20 times the bound: the sine's output is garbage, and so is x^64 (wraps): flagged
+    kit.refresh.refresh([kit.encrypt(far, level=1)], "far out", domains=[(-2.0, 2.0)])
+    verdict = ind.read(kit.client.decryptor, n)
+    assert not verdict.clean
+    assert verdict.flagged == ["slightly out", "far out"]
+    by_stage = {s.stage: s for s in verdict.stages}
+    assert by_stage["inside"].max_value <= 1.0 and not by_stage["inside"].out_of_domain
+    assert by_stage["slightly out"].flagged_slots == 1
+    assert by_stage["slightly out"].max_value == pytest.approx(indicator_value(2.1, (-2.0, 2.0)), rel=0.01)
+    assert by_stage["slightly out"].resolution < 1e-3  # one observation: anything 0.1% of a half-width outside
+    assert "OUT OF DOMAIN" in verdict.summary() and "slightly out" in verdict.summary()
+
+
+def test_indicator_sums_a_stage_and_keeps_its_count(kit):
+    """public_state() is everything the server returns (ciphertexts, counts, tolerances; no key). Two values of
+    one slot at the edge sum to about 2: suspect, not certainly out of domain."""
+    ind = kit.fresh_indicator()
+    x = kit.rng.uniform(0.0, 1.0, kit.params.slots)
+    x[:4] = [1.0, 0.0, 0.999, 0.5]
+    kit.refresh.refresh([kit.encrypt(x, level=1), kit.encrypt(x, level=1)], "pair", domain=(0.0, 1.0))
+    state = ind.public_state()
+    assert list(state) == ["pair"] and state["pair"][1] == 2
+    verdict = read_indicators(state, kit.client.decryptor, kit.params.slots)
+    (stage,) = verdict.stages
+    assert verdict.clean and stage.suspect and stage.max_value < stage.threshold
+    assert 1e-3 < stage.resolution < 0.012  # (2 (1 + tol))^(1/64) - 1
+    assert "SUSPECT" in verdict.summary()

@@ -1,0 +1,107 @@
+"""`fhectl infer --refresh bootstrap|client` for the Llama family: the tiny Llama checkpoint (SmolLM2's tokenizer
+over random weights, tests/tiny_llama.py), one encrypted block at the insecure N = 2^10 profile
+tiny-bootstrap-deep-insecure (32 levels: 17 for bootstrapping, 1 for the refresh's mask product, 14 for the
+stages).
+
+Measured (this checkpoint, prompt "Hello world", 1 block): 16-17 bootstraps per block (the level simulator's plan
+and the run agree), zero round trips; the block's output against the float64 model: max error 0.036-0.070
+(9.1-10.0 bits relative to the largest |h|, cosine 0.999998), against 0.012 (11.7 bits) with client refresh on the
+same profile; next-token logits of the two refreshes differ by < 0.01. Each bootstrapping refresh is accurate to
+about 16 bits of its domain's bound (tests/circuits/test_circuits_bootstrap_refresh.py), which is why the
+bootstrapped block is ~2 bits below the client-refreshed one. The bounds below leave about a bit of margin.
+"""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from fhectl.cli.main import app
+from fhectl.llama import calibration, pipeline
+from fhectl.llama.model import Llama
+from tiny_llama import write_tiny_llama
+
+runner = CliRunner()
+BOOT = ["--model", "smollm2-135m", "--profile", "tiny-bootstrap-deep-insecure", "--insecure", "--device", "cpu",
+        "--layers", "1"]
+SHALLOW = ["--model", "smollm2-135m", "--profile", "tiny-deep-insecure", "--insecure", "--device", "cpu",
+           "--layers", "1"]
+PRECISION_BITS = 8.0  # bootstrapped block vs float64 (measured 9.1-10.0)
+
+
+pytestmark = pytest.mark.usefixtures("single_numba_thread")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, smollm2):
+    return write_tiny_llama(tmp_path_factory.mktemp("tiny-llama-boot"), smollm2[1])
+
+
+@pytest.fixture()
+def prompt(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # calibration cache
+    p = tmp_path / "prompt.txt"
+    p.write_text("Hello world")
+    return p
+
+
+def test_bootstrap_is_the_default_and_makes_no_round_trip(checkpoint, prompt):
+    res = runner.invoke(app, ["infer", str(prompt), "--weights", str(checkpoint), "--json", *BOOT])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["refresh"] == "bootstrap" and data["indicator_clean"] is True
+    (step,) = data["steps"]
+    assert step["stats"]["refresh_round_trips"] == 0 and step["stats"]["refresh_bytes_to_client"] == 0
+    boot, plan = step["bootstrap"], step["plan"]
+    assert boot["bootstraps"] == plan["bootstraps_per_block"] == sum(boot["by_stage"].values()) > 0
+    assert boot["levels"] == plan["levels"]  # the simulator planned the levels the run used
+    assert boot["levels"]["softmax"]["out"] == plan["refresh_level"] == 32 - 17 - 1
+    assert step["indicator"]["clean"] and step["indicator"]["stages"]
+    assert set(step["stage_seconds"]) >= {"softmax", "silu", "residual", "block output"}
+    (layer,) = step["layers"]
+    assert layer["precision_bits"] > PRECISION_BITS and layer["cosine_min"] > 0.9999, layer
+    assert data["top1_agreement"] == 1.0 and data["continuation"] == data["reference_continuation"]
+    assert "bootstraps per block planned" in res.stderr and "0 round trips" in res.stderr
+
+
+def test_out_of_domain_is_detected_without_the_key_holder(checkpoint, prompt, monkeypatch):
+    """Attention scores up to 25% beyond the softmax's interval: the range indicator, read with the outputs,
+    names the stage and infer exits 7 (DomainError), as a client refresh would."""
+    real = pipeline.calibrated_domains
+
+    def tight(w, tok, n_layer=None):
+        domains, source = real(w, tok, n_layer)
+        seen = calibration.measure(Llama(w), [tok.encode("Hello world")], 1)[0].score_abs
+        return [calibration.BlockDomains(d.stream_scale, d.ms_attn, d.ms_mlp, seen / 1.25, d.gate_bound)
+                for d in domains], source
+
+    monkeypatch.setattr(pipeline, "calibrated_domains", tight)
+    res = runner.invoke(app, ["infer", str(prompt), "--weights", str(checkpoint), *BOOT])
+    assert res.exit_code == 7, res.output
+    assert "range indicator: OUT OF DOMAIN at softmax" in res.stderr and "Traceback" not in res.output
+
+
+def test_client_refresh_stays_the_explicit_option_and_the_fallback(checkpoint, prompt):
+    """On a chain too short for bootstrapping, the default falls back to client refresh with one note line; an
+    explicit --refresh bootstrap there is one error line, exit 3 (parameters)."""
+    res = runner.invoke(app, ["infer", str(prompt), "--weights", str(checkpoint), "--json", *SHALLOW])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["refresh"] == "client" and data["indicator_clean"] is None
+    assert data["steps"][0]["stats"]["refresh_round_trips"] > 0
+    assert "client refresh: profile tiny-deep-insecure cannot bootstrap" in res.stderr
+    res = runner.invoke(app, ["infer", str(prompt), "--weights", str(checkpoint), "--refresh", "bootstrap",
+                              *SHALLOW])
+    assert res.exit_code == 3, res.output
+    (line,) = [x for x in res.stderr.splitlines() if x.startswith("error:")]
+    assert line.startswith("error: --refresh bootstrap: profile tiny-deep-insecure cannot bootstrap")
+
+
+def test_refresh_flag_errors_are_one_line(checkpoint, prompt):
+    res = runner.invoke(app, ["infer", str(prompt), "--refresh", "bootstrap", "--server", "http://127.0.0.1:9",
+                              "--model", "smollm2-135m"])
+    assert res.exit_code == 2 and "--refresh bootstrap runs the blocks in this process" in res.output
+    res = runner.invoke(app, ["infer", str(prompt), "--refresh", "bootstrap"])  # gpt2
+    assert res.exit_code == 2 and "GPT-2 uses client refresh" in res.output
+    res = runner.invoke(app, ["infer", str(prompt), "--refresh", "sometimes", *BOOT])
+    assert res.exit_code == 2

@@ -18,6 +18,24 @@ thread for OpenFHE, at commit a0dcbbe):
   (report 2026-11-22_02848c7f). The tiny --quick model (n_embd 16) at
   tiny-deep-insecure: 0.7 s and 0.8 s a run. Other widths are interpolated
   between the two on a log-log scale;
+* the bootstrap suite is scaled from runs at boot-n16-128 (N = 2^16, 28 + 6
+  limbs, 6 digits, budget [3, 3], sparse-secret encapsulation, 2 Numba threads,
+  a busy 2-core machine): fhectl's keys (relinearization, 40 Galois,
+  encapsulation) 60-107 s, one pass 19 s and the refined bootstrapping (two
+  passes) 40 s once warm, the first call about 60 s longer (Numba loading its
+  kernels, the transforms' diagonals encoded), peak RSS 13.6 GB; OpenFHE's
+  EvalBootstrap 116-119 s and 15 GB at N = 2^16 (its own parameters, measured
+  earlier); OpenFHE's set-up there was not measured and is taken as fhectl's.
+  Time scales with a bootstrapping's key switches (``bootstrap_key_switches``)
+  times one key switch's work (N log N (L + 1 + K) dnum), set-up with the keys'
+  bytes. Memory (``bootstrap_side_peak_bytes``): the switching keys held in
+  memory (relinearization, one Galois key per rotation step and conjugation,
+  the encapsulation key to the dense secret; each dnum x 2 x (L + 1 + K) x N
+  words) plus the transforms' cached diagonals (one plaintext of l + 1 limbs per
+  diagonal, l the level its group runs at), times a factor for the working set
+  fitted to the 13.6 GB (the model gives 11.7 GiB of keys, diagonals and
+  interpreter); OpenFHE's as fhectl's times 15 / 13.6. Both sides in one process
+  add up; in process blocks (the isolated mode) the larger one is the peak;
 * the first run after an install also compiles the Numba kernels (up to a few
   minutes, once; later runs load them from the cache); that is not included.
 """
@@ -25,6 +43,7 @@ thread for OpenFHE, at commit a0dcbbe):
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 from fhectl.ckks.params import Parameters
@@ -53,6 +72,116 @@ def switching_key_bytes(params: Parameters) -> int:
     return 2 * params.literal.dnum * (len(params.moduli_q) + len(params.moduli_p)) * params.ring_degree * 8
 
 
+# The bootstrap suite at boot-n16-128 (see the module docstring)
+BOOT_REF = {"log_n": 16, "limbs_qp": 34, "dnum": 6, "budget": (3, 3), "degree": 27, "double_angle": 4, "keys": 42}
+BOOT_SETUP_S = {"fhectl": 85.0, "openfhe": 85.0}  # OpenFHE's: not measured, taken as fhectl's
+BOOT_ROUND_S = {"fhectl": 40.0, "fhectl (one pass)": 19.0, "openfhe": 117.0}
+BOOT_FIRST_CALL_S = {"fhectl": 60.0, "openfhe": 0.0}  # more than a warm call: kernels loaded, diagonals encoded
+BOOT_CHILD_OVERHEAD_S = 5.0  # a fresh interpreter's imports, per child process
+BOOT_MEASURED_PEAK = {"fhectl": 13.6e9, "openfhe": 15.0e9}
+BOOT_WORKING_SET = 1.08  # measured peak / (keys + diagonals + interpreter) at boot-n16-128
+
+
+def bootstrap_rotations(log_n: int, cts_levels: int, stc_levels: int) -> float:
+    """Rotations of both transforms, roughly: each group of a FFT stages is a product with 2^(a+1) - 1
+    diagonals, about 2 sqrt(diagonals) rotations baby-step giant-step."""
+    stages = log_n - 1
+    total = 0.0
+    for levels in (cts_levels, stc_levels):
+        groups = max(1, min(levels, stages))
+        for i in range(groups):
+            a = stages // groups + (1 if i < stages % groups else 0)
+            total += 2 * math.sqrt(2 ** (a + 1) - 1)
+    return total
+
+
+def bootstrap_key_switches(log_n: int, cts_levels: int, stc_levels: int, degree: int = 30,
+                           double_angle: int = 6) -> float:
+    """Key switches of one bootstrapping, roughly: the transforms' rotations, one conjugation, and EvalMod twice
+    (real and imaginary parts), about ``degree`` Chebyshev products and ``double_angle`` squarings each."""
+    return bootstrap_rotations(log_n, cts_levels, stc_levels) + 1 + 2 * (degree + double_angle)
+
+
+def _bootstrap_memory_model(params: Parameters) -> tuple[int, int]:
+    """(switching keys held, bytes of keys and cached diagonals) of fhectl's bootstrapping at ``params``: the
+    transforms as the Bootstrapper builds them (about a second at N = 2^16)."""
+    from fhectl.ckks.bootstrap import BootstrapConfig, _transforms
+
+    config = BootstrapConfig.for_params(params)
+    cts, stc = _transforms(params, config)
+    steps = {s for t in cts + stc for s in t.rotation_steps()}
+    keys = len(steps) + 1 + 1 + (1 if config.sparse_weight is not None else 0)  # + conjugation, relin, to_dense
+    limb = params.ring_degree * 8
+    top = params.max_level
+    # CoeffsToSlots: the first group at the top level (it rescales by two primes), then one level each
+    cts_levels = [top] + [top - 1 - i for i in range(1, len(cts))]
+    start = top - config.cts_depth() - config.eval_mod_depth()
+    stc_levels = [start - i for i in range(len(stc))]
+    diagonals = sum(len(t.diagonals) * (lvl + 1) * limb for t, lvl in zip(cts + stc, cts_levels + stc_levels))
+    return keys, keys * switching_key_bytes(params) + diagonals
+
+
+def bootstrap_side_peak_bytes(params: Parameters, side: str) -> int:
+    """Estimated peak RSS of one side's set-up and bootstrapping in a process of its own (module docstring)."""
+    _, held = _bootstrap_memory_model(params)
+    fhectl = BOOT_WORKING_SET * (BASE_RSS_BYTES + held)
+    return int(fhectl if side == "fhectl" else fhectl * BOOT_MEASURED_PEAK["openfhe"] / BOOT_MEASURED_PEAK["fhectl"])
+
+
+ISOLATE_MEMORY_FRACTION = 0.8  # the suite runs in process blocks when both sides exceed this share of the RAM
+
+
+def bootstrap_both_sides_bytes(params: Parameters) -> int:
+    """Estimated peak of fhectl's and OpenFHE's bootstrapping set up in one process."""
+    return sum(bootstrap_side_peak_bytes(params, side) for side in ("fhectl", "openfhe"))
+
+
+def estimate_bootstrap(params: Parameters, repeat: int, warmup: int, baseline: str | None,
+                       isolated: bool | None = None, rounds_per_block: int = 2) -> tuple[float, int]:
+    """(seconds, peak bytes) of the bootstrap suite, scaled from BOOT_REF; ``isolated`` None: as the suite
+    decides (process blocks when both sides would not fit in 80 % of the RAM)."""
+    from fhectl.ckks.bootstrap import BootstrapConfig
+
+    c = BootstrapConfig.for_params(params)
+    lit, ref = params.literal, BOOT_REF
+    limbs = len(params.moduli_q) + len(params.moduli_p)
+    key_switch = (1 << lit.log_n) * limbs * lit.dnum  # one key switch's words (and one key's)
+    ref_key_switch = (1 << ref["log_n"]) * ref["limbs_qp"] * ref["dnum"]
+    work = (key_switch * lit.log_n * bootstrap_key_switches(lit.log_n, c.cts_levels, c.stc_levels, c.degree,
+                                                            c.double_angle)
+            / (ref_key_switch * ref["log_n"] * bootstrap_key_switches(ref["log_n"], *ref["budget"], ref["degree"],
+                                                                      ref["double_angle"])))
+    n_keys, _ = _bootstrap_memory_model(params)
+    keys = key_switch * n_keys / (ref_key_switch * ref["keys"])
+    sides = ["fhectl"] + (["openfhe"] if baseline == "openfhe" else [])
+    both, ram = bootstrap_both_sides_bytes(params), physical_memory_bytes()
+    if isolated is None:
+        isolated = len(sides) > 1 and bool(ram) and both > ISOLATE_MEMORY_FRACTION * ram
+    # the fhectl process times the one-pass row beside the refined bootstrapping where the profile refines
+    timed = {"fhectl": ["fhectl", "fhectl (one pass)"] if c.refine_bits else ["fhectl (one pass)"],
+             "openfhe": ["openfhe"]}
+    seconds = 0.0
+    for side in sides:
+        setup = BOOT_SETUP_S[side] * keys + BOOT_CHILD_OVERHEAD_S
+        one = work * sum(BOOT_ROUND_S[row] for row in timed[side])
+        first = BOOT_FIRST_CALL_S[side] * work + one
+        if isolated:  # per block: a child with its set-up, one warm-up and its rounds
+            blocks = math.ceil(repeat / max(1, rounds_per_block))
+            seconds += blocks * (setup + first) + repeat * one
+        else:  # set-up here, warm-up and timed rounds, then the probe: set-up and one round again
+            seconds += 2 * setup + first + (repeat + max(warmup, 1)) * one
+    peaks = [bootstrap_side_peak_bytes(params, side) for side in sides]
+    peak = max(peaks) if isolated else sum(peaks)
+    return seconds, int(peak)
+
+
+def physical_memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 def _interpolate(n_embd: int, i: int) -> float:
     (x0, y0), (x1, y1) = ((16, GPT2_REFERENCE[16][i]), (768, GPT2_REFERENCE[768][i]))
     slope = (math.log(y1) - math.log(y0)) / (math.log(x1) - math.log(x0))
@@ -67,8 +196,12 @@ class Estimate:
 
     def describe(self) -> str:
         parts = ", ".join(f"{k} {_fmt_duration(v)}" for k, v in self.parts.items())
-        return (f"estimated cost: about {_fmt_duration(self.seconds)} ({parts}) and {self.peak_bytes / GIB:.1f} GiB "
+        text = (f"estimated cost: about {_fmt_duration(self.seconds)} ({parts}) and {self.peak_bytes / GIB:.1f} GiB "
                 "of memory at peak (rough, within about 2x; plus a one-time Numba compilation after an install)")
+        if "bootstrap" in self.parts:
+            text += ("; bootstrap scaled from measured N = 2^16 runs by ring degree, chain and key switches, "
+                     "memory from the keys and cached diagonals held: an estimate, within a few x")
+        return text
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -80,7 +213,7 @@ def _fmt_duration(seconds: float) -> str:
 
 
 def estimate(params: Parameters, suites, batch_sizes, repeat: int, warmup: int, baseline: str | None,
-             n_embd: int | None = None) -> Estimate:
+             n_embd: int | None = None, isolated: bool | None = None, rounds_per_block: int = 2) -> Estimate:
     """Wall time and peak memory of ``run_benchmarks`` with these arguments (see the module docstring)."""
     w = work_units(params)
     runs = repeat + warmup
@@ -101,4 +234,8 @@ def estimate(params: Parameters, suites, batch_sizes, repeat: int, warmup: int, 
             share = _interpolate(width, 0 if s == "layers" else 1) / per_run
             parts[s] = len(batch_sizes) * (setup * share + runs * _interpolate(width, 0 if s == "layers" else 1)) * w
         peak = max(peak, BASE_RSS_BYTES + _interpolate(width, 3) * key)
+    if "bootstrap" in suites:
+        parts["bootstrap"], boot_peak = estimate_bootstrap(params, repeat, warmup, baseline, isolated,
+                                                             rounds_per_block)
+        peak = max(peak, boot_peak)
     return Estimate(sum(parts.values()), int(peak), parts)

@@ -23,6 +23,22 @@ Schema (``schema_version`` 2; 1 lacked the spread fields, ``interleaved`` and ``
                   "counters": {...}, "levels_used": int | null, "note": str | null}],
      "sizes": {...}, "memory": {"peak_rss_bytes": int, "device": {...} | null}}
 
+A bootstrap suite run (``fhectl.bench.bootstrap_suite``) adds one result per implementation (``"suite":
+"bootstrap"``; "fhectl (one pass)" beside "fhectl" where the profile's bootstrapping refines), with a
+``"bootstrap"`` summary: mean and worst bits against the plaintext, against the input's decryption (``self_*``)
+and of the fresh encryption (``fresh_*``), levels left, key bytes, peak memory, set-up times) and a top-level
+section::
+
+    "bootstrap": {"parameters": {impl: the context as built}, "threads": {...}, "rounds": [{"round", "impl",
+                  "position", "block"?, "seconds", "cpu_s", "mean_bits", "worst_bits", "self_mean_bits",
+                  "self_worst_bits", "fresh_mean_bits", "fresh_worst_bits", "levels_left"}, ...],
+                  "summary": {impl: ...}, "comparison": {"time_ratio": RatioStats, "paired_by", ...,
+                  "refinement_time_ratio"?} | null,
+                  "goals": [{"goal", "met", "measured", "note"?, "scope"?}], "partial": {...} | null,
+                  "isolation": {"reason", "blocks", "rounds_per_block", "order"} | null,
+                  "blocks": [{"block", "side", "setup_s", "keygen_s", "warmup_s", "peak_rss_bytes", ...}] | null,
+                  "failed": {impl: why} | null, "resumed": bool}
+
 ``ratio_to_baseline`` (on fhectl's ``ops`` results of an interleaved run): fhectl
 / OpenFHE per pair of back-to-back repeats, and its statistics
 (``fhectl.bench.timing.ratio_stats``); ``samples_s`` of the two results pair up
@@ -168,7 +184,10 @@ def render_markdown(report: dict) -> str:
         f"- timing: {cfg.get('repeat')} timed repeats after {cfg.get('warmup')} warm-up run(s), fresh inputs each; "
         "median, mean ± standard deviation, min - max; precision = -log2(max |error|) against float64",
     ]
-    if interleaved:
+    if interleaved and (report.get("bootstrap") or {}).get("isolation") and not ratio_rows(report):
+        lines.append("- fhectl and OpenFHE were timed interleaved by process blocks (A B A B ...), not round by "
+                     "round: see the bootstrapping section")
+    elif interleaved:
         lines.append("- fhectl and OpenFHE were timed interleaved: each repeat runs both back to back, alternating "
                      "which goes first, so machine load hits both alike. fhectl / OpenFHE is the median of the "
                      "per-pair ratios, with a distribution-free interval of that median (95 %, or [min, max] with "
@@ -206,7 +225,9 @@ def render_markdown(report: dict) -> str:
                  if side and side.get("note")]
         if notes:
             lines += ["", "Notes:", ""] + notes
-    others = [r for r in report["results"] if r["suite"] != "ops"]
+    if report.get("bootstrap"):
+        lines += render_bootstrap(report)
+    others = [r for r in report["results"] if r["suite"] not in ("ops", "bootstrap")]
     if others:
         lines += ["", "## Encrypted layers and blocks", "",
                   "| suite | name | tokens | median | mean ± sd | min - max | tokens/s | precision (bits) | rotations "
@@ -226,6 +247,203 @@ def render_markdown(report: dict) -> str:
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _fmt_bytes(n) -> str:
+    if n is None:
+        return "-"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"
+
+
+def _fmt_chain(bits: list | None) -> str:
+    """[60, 52, 52, ...] as "60 + 22 x 52" (runs of equal sizes collapsed)."""
+    if not bits:
+        return "not exposed"
+    runs: list[list[int]] = []
+    for b in bits:
+        if runs and runs[-1][0] == b:
+            runs[-1][1] += 1
+        else:
+            runs.append([b, 1])
+    return " + ".join(f"{n} x {b}" if n > 1 else str(b) for b, n in runs)
+
+
+ONE_PASS_ROW = "fhectl (one pass)"  # fhectl.bench.bootstrap_suite.ONE_PASS (not imported: report reads JSON only)
+
+
+def render_bootstrap(report: dict) -> list[str]:
+    """The bootstrap suite's section: both sides' actual parameters, the table, ratios, goals and rounds."""
+    boot = report["bootstrap"]
+    rows = {r["impl"]: r for r in report["results"] if r["suite"] == "bootstrap"}
+    params, threads = boot["parameters"], boot.get("threads") or {}
+    failed = boot.get("failed") or {}
+    against = "openfhe" in rows or "openfhe" in failed
+    lines = ["", "## Bootstrapping: fhectl against OpenFHE" if against else "## Bootstrapping", ""]
+    partial = boot.get("partial")
+    if partial:
+        which = (f" for {', '.join(rows)} ({', '.join(failed)} failed: no figures)" if failed else "")
+        lines += [f"**Partial report**: {partial['rounds_done']} of {partial['rounds_asked']} rounds complete{which} "
+                  f"(stopped: {partial['reason']}). Rerunning the same command resumes from `{partial['journal']}`.",
+                  ""]
+    if boot.get("resumed"):
+        lines += ["Resumed: some rounds come from an earlier run of the same command (same commit and parameters, "
+                  "other keys).", ""]
+    set_before = threads.get("openfhe_set_before_load")
+    lines.append(f"- threads: {threads.get('requested')} requested; Numba {threads.get('numba')} (fhectl), "
+                 f"OpenMP {threads.get('openfhe_omp') if threads.get('openfhe_omp') is not None else '-'} (OpenFHE"
+                 + ("" if set_before is None else ", set before openfhe loaded" if set_before else
+                    ", **openfhe was loaded before the suite could set its threads**: it runs on the count it "
+                    "read then; see CPU / wall") + ")")
+    for impl, d in params.items():
+        lines.append(
+            f"- {impl}: N = {d.get('ring_degree')}, {d.get('slots')} slots, {d.get('levels')} levels, "
+            f"log2 Q = {d.get('log_q')}, q bits {_fmt_chain(d.get('moduli_bits'))}, P bits "
+            f"{_fmt_chain(d.get('special_bits'))}, dnum {d.get('dnum')}, secret {d.get('secret')}, "
+            f"{d.get('scaling')}, security {d.get('security')}, level budget {d.get('level_budget')}, "
+            f"bootstrapping depth {d.get('bootstrap_depth')}, "
+            f"levels left {d.get('levels_left', d.get('levels_left_asked'))}"
+            + (f", passes: {d['passes']}" if d.get("passes") else "")
+            + (f", EvalMod K = {d['eval_mod']['k']} degree {d['eval_mod']['degree']} double angles "
+               f"{d['eval_mod']['double_angle']}" if d.get("eval_mod") else "")
+            + (f", OpenFHE {d['version']}" if d.get("version") else ""))
+    iso = boot.get("isolation")
+    if iso:
+        lines += [
+            f"- **isolated mode, interleaved by process blocks** ({iso['reason']}): {iso['blocks']} blocks of "
+            f"{iso['rounds_per_block']} timed rounds per side, in the order "
+            f"{' '.join(n[0].upper() for n in iso['order'])} per block ({', '.join(iso['order'])}), each block a "
+            "fresh spawned process: set-up and keys (timed, reported), one untimed warm-up bootstrapping, then the "
+            "timed rounds. Interleaving round by round needs both sides' keys in one process, and at large rings "
+            "that does not fit in memory. Both sides' blocks of a pair bootstrap the same inputs; time ratios pair "
+            "adjacent blocks (the median of A_i's rounds against B_i's), so load that changes between blocks still "
+            "shows in their spread. Peak RSS is each side's largest over its blocks (VmHWM of the timed process)",
+        ]
+    else:
+        lines += [
+            "- each round bootstraps fresh random real inputs in [-1, 1] (the same for both sides), fhectl and "
+            "OpenFHE back to back in one process, alternating which goes first. Peak RSS: set-up and one "
+            "bootstrapping in a fresh process per implementation"]
+    lines += [
+        "- only the bootstrapping is timed (fhectl from level 0, OpenFHE from level depth - 1); mean bits = "
+        "-log2(mean |error|), worst bits = -log2(max |error|), over the real parts of the slots; levels left = "
+        "multiplications still possible (OpenFHE: depth - GetLevel - (noise-scale degree - 1))",
+        "- precision three ways, each mean / worst: **vs plaintext** (the output against the float64 input: what a "
+        "user gets, capped by the encryption noise the input already carried); **vs input** (the output against "
+        "the decryption of the ciphertext that was bootstrapped: bootstrapping's own error); **fresh** (that "
+        "input's decryption against the plaintext: the encryption noise, the same for every row of a side)",
+        "- key bytes as stored: fhectl's relinearization and Galois keys as the keyring writes them (b and the "
+        "seed of a), plus the encapsulation keys where used; OpenFHE's EvalMultKey and EvalAutomorphismKeys "
+        "serialized BINARY",
+    ]
+    if ONE_PASS_ROW in rows:
+        lines.append(f"- {ONE_PASS_ROW}: the first pass alone (Bootstrapper.bootstrap_once), timed in the same "
+                     "process and rounds as fhectl's refined bootstrapping (two passes), so the table shows what "
+                     "the refinement costs and gains; it shares fhectl's keys, set-up and memory")
+    lines += [
+        "",
+        "| impl | seconds median [min - max] | vs plaintext: mean / worst bits | vs input: mean / worst bits "
+        "| fresh: mean / worst bits | levels left | key bytes | peak RSS | set-up (keys) | CPU / wall |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for impl, r in rows.items():
+        b, t = r["bootstrap"], r["timing"]
+        mem = b.get("memory") or {}
+        rss = (_fmt_bytes(mem["peak_rss_bytes"]) + f" ({_fmt_bytes(mem.get('rss_after_imports_bytes'))} after imports)"
+               if "peak_rss_bytes" in mem else mem.get("error", "not measured"))
+        kb = (b.get("key_bytes") or {}).get("total")
+        keys = f"{kb} ({_fmt_bytes(kb)})" if kb is not None else "-"
+        setup = (f"{_fmt_time(b['setup_s'])} ({_fmt_time(b['keygen_s'])})" if b.get("setup_s") is not None else "-")
+        if b.get("setup_s_blocks") and len(b["setup_s_blocks"]) > 1:
+            setup += " per block: " + ", ".join(_fmt_time(v) for v in b["setup_s_blocks"])
+        cpu = f"{b['cpu_per_wall_median']:.2f}" if b.get("cpu_per_wall_median") is not None else "-"
+        bits = [f"{_fmt_bits(b.get(p + 'mean_bits_median'))} / {_fmt_bits(b.get(p + 'worst_bits_min'))}"
+                for p in ("", "self_", "fresh_")]
+        lines.append(f"| {impl} | {_fmt_time(t['median_s'])} [{_fmt_time(t['min_s'])} - {_fmt_time(t['max_s'])}] "
+                     f"| {' | '.join(bits)} | {b['levels_left']} | {keys} | {rss} | {setup} | {cpu} |")
+    for impl, why in failed.items():
+        lines.append(f"| {impl} | **failed**: {why} | - | - | - | - | - | - | - | - |")
+    lines += ["", "(mean bits: median over rounds; worst bits: the worst round)"]
+    comp = boot.get("comparison") or {}
+    if "time_ratio" in comp:
+        r = comp["time_ratio"]
+        lines += ["", f"- fhectl / OpenFHE time: {r['median']:.3f} (median of {r['pairs']} per-pair ratios, pairs: "
+                      f"{comp.get('paired_by', 'rounds')}; min - max {r['min']:.3f} - {r['max']:.3f}; interval of "
+                      f"the median [{r['ci_low']:.3f}, {r['ci_high']:.3f}] with {r['ci_coverage']:.0%} coverage)"]
+        if comp.get("one_pass_time_ratio"):
+            o = comp["one_pass_time_ratio"]
+            lines.append(f"- {ONE_PASS_ROW} / OpenFHE time: {o['median']:.3f} (min - max {o['min']:.3f} - "
+                         f"{o['max']:.3f})")
+        for prefix, what in (("self_", "vs input (bootstrapping's own error)"), ("", "vs plaintext")):
+            lines.append(
+                f"- precision {what}, fhectl - OpenFHE: mean bits {comp[prefix + 'mean_bits_difference_median']:+.2f} "
+                f"(median of per-round differences, least {comp[prefix + 'mean_bits_difference_min']:+.2f}); worst "
+                f"bits {comp[prefix + 'worst_bits_difference_median']:+.2f} (median per round), "
+                f"{comp[prefix + 'worst_bits_difference_of_worst_rounds']:+.2f} between the worst rounds")
+        lines += [f"- warning: {w}" for w in r.get("warnings", [])]
+    if comp.get("refinement_time_ratio"):
+        f = comp["refinement_time_ratio"]
+        lines += ([] if "time_ratio" in comp else [""]) + [
+                  f"- refinement: fhectl / {ONE_PASS_ROW} time {f['median']:.2f} (median of {f['pairs']} rounds, "
+                  f"min - max {f['min']:.2f} - {f['max']:.2f}) for {comp['refinement_self_mean_bits_gain']:+.2f} "
+                  f"mean bits and {comp['refinement_self_worst_bits_gain']:+.2f} worst bits vs input"]
+    if boot.get("blocks"):
+        lines += ["", "Blocks (each a fresh process, in the order run):", "",
+                  "| block | side | started (UTC) | MemAvailable at start | set-up (keys) | warm-up bootstrapping "
+                  "| timed rounds | peak RSS (VmHWM) | engine sources (sha256) | result |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        counts: dict = {}
+        for rec in boot.get("rounds") or []:
+            if "block" in rec:
+                side = "openfhe" if rec["impl"] == "openfhe" else "fhectl"
+                counts.setdefault((rec["block"], side), set()).add(rec["round"])
+        for blk in boot["blocks"]:
+            started = (_dt.datetime.fromtimestamp(blk["started"], _dt.timezone.utc).strftime("%H:%M:%S")
+                       if blk.get("started") else "-")
+            waited = f" (waited {blk['memory_wait_s']:.0f} s)" if (blk.get("memory_wait_s") or 0) >= 1 else ""
+            head = (f"| {blk['block'] + 1} | {blk['side']} | {started} "
+                    f"| {_fmt_bytes(blk.get('mem_available_at_start_bytes'))}{waited} ")
+            if "error" in blk:
+                lines.append(head + f"| - | - | - | - | {blk.get('engine_sha256', '-')} "
+                             f"| **failed** after {_fmt_time(blk.get('wall_s'))}: "
+                             f"{blk['error']} |")
+                continue
+            lines.append(head + f"| {_fmt_time(blk['setup_s'])} "
+                         f"({_fmt_time(blk['keygen_s'])}) | {_fmt_time(blk['warmup_s'])} "
+                         f"| {len(counts.get((blk['block'], blk['side']), ()))} | {_fmt_bytes(blk['peak_rss_bytes'])} "
+                         f"| {blk.get('engine_sha256', '-')} | {'; '.join(blk.get('late_errors') or ['ok'])} |")
+    lines += ["", "Goals (judged from the measurements above):", ""]
+    for g in boot.get("goals", []):
+        verdict = {True: "met", False: "not met", None: "not judged"}[g["met"]]
+        lines.append(f"- {g['goal']}: **{verdict}** (measured {g['measured']})")
+    lines += [f"- note ({g['goal']}): {g['note']}" for g in boot.get("goals", []) if g.get("note")]
+    scopes = {g["scope"] for g in boot.get("goals", []) if g.get("scope")}
+    lines += [f"- note: {n}" for n in sorted(scopes)]
+    impls = list(rows)
+    if boot.get("rounds"):
+        block = "block | " if iso else ""
+        lines += ["", "Rounds (bits: mean / worst vs plaintext; worst vs input):", "",
+                  f"| round | {block}first | " + " | ".join(f"{i} s | {i} bits | {i} worst vs input" for i in impls)
+                  + (" | fhectl / OpenFHE |" if "openfhe" in impls else " |"),
+                  "|---|" + ("---|" if iso else "") + "---|" + "---|---|---|" * len(impls)
+                  + ("---|" if "openfhe" in impls else "")]
+        by: dict = {}
+        for rec in boot["rounds"]:
+            by.setdefault(rec["round"], {})[rec["impl"]] = rec
+        for i in sorted(by):
+            recs = by[i]
+            first = next(name for name in impls if recs[name].get("position") == 0)
+            cells = [str(i + 1)] + ([str(recs[impls[0]].get("block", 0) + 1)] if iso else []) + [first]
+            for name in impls:
+                rec = recs[name]
+                cells += [f"{rec['seconds']:.3f}", f"{_fmt_bits(rec['mean_bits'])} / {_fmt_bits(rec['worst_bits'])}",
+                          _fmt_bits(rec.get("self_worst_bits"))]
+            if "openfhe" in impls:
+                cells.append(f"{recs['fhectl']['seconds'] / recs['openfhe']['seconds']:.3f}")
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def _plot_ops(plt, report: dict, out_dir: Path) -> str | None:

@@ -6,7 +6,11 @@ Suites:
           repeats, alternating order), so machine noise hits both columns alike;
   layers  the encrypted GPT-2 building blocks (four linear shapes, attention,
           softmax, GELU, LayerNorm) at each batch size (tokens per ciphertext);
-  block   one whole encrypted GPT-2 block at each batch size.
+  block   one whole encrypted GPT-2 block at each batch size;
+  bootstrap
+          one bootstrapping, fhectl and (with --baseline openfhe) OpenFHE's EvalBootstrap,
+          interleaved round by round: time, precision, levels left, key bytes and peak
+          memory (fhectl.bench.bootstrap_suite).
 """
 
 from __future__ import annotations
@@ -20,12 +24,12 @@ from typing import Callable
 from fhectl.bench import ops as ops_suite
 from fhectl.bench.environment import environment
 from fhectl.bench.estimate import Estimate, estimate
-from fhectl.bench.report import new_report, write_report
+from fhectl.bench.report import git_state, new_report, write_report
 from fhectl.bench.timing import peak_rss_bytes
 from fhectl.ckks.params import Parameters
 from fhectl.errors import FhectlError, InputError
 
-SUITES = ("ops", "layers", "block")
+SUITES = ("ops", "layers", "block", "bootstrap")
 
 
 def load_average() -> list[float] | None:
@@ -110,19 +114,28 @@ def check_arguments(params: Parameters, suites: list[str], batch_sizes: list[int
         from fhectl.gpt2.config import GPT2Config
 
         check_batch_sizes(params, model_config or GPT2Config.gpt2_small(), batch_sizes)
+    if "bootstrap" in suites:
+        from fhectl.bench.bootstrap_suite import bootstrap_config
+
+        bootstrap_config(params)  # a chain too short to bootstrap is refused here, before any key is made
 
 
 def estimate_run(params: Parameters, suites: list[str], batch_sizes: list[int], repeat: int, warmup: int,
-                 baseline: str | None, model_config=None) -> Estimate:
+                 baseline: str | None, model_config=None, bootstrap_options: dict | None = None) -> Estimate:
     n_embd = model_config.n_embd if model_config is not None else None
-    return estimate(params, suites, batch_sizes, repeat, warmup, baseline, n_embd)
+    b = bootstrap_options or {}
+    return estimate(params, suites, batch_sizes, repeat, warmup, baseline, n_embd, b.get("isolated"),
+                    b.get("rounds_per_block") or 2)
 
 
 def run_benchmarks(params: Parameters, suites: list[str], batch_sizes: list[int], device: str,
                    baseline: str | None, repeat: int, warmup: int, out_root: Path,
-                   tick: Callable[[str], None] = lambda s: None, model_config=None) -> Path:
+                   tick: Callable[[str], None] = lambda s: None, model_config=None,
+                   bootstrap_options: dict | None = None) -> Path:
+    """``bootstrap_options``: SuiteOptions fields of the bootstrap suite (threads, isolated, rounds_per_block,
+    block_timeout_s); None values keep the defaults."""
     check_arguments(params, suites, batch_sizes, repeat, warmup, model_config)
-    cost = estimate_run(params, suites, batch_sizes, repeat, warmup, baseline, model_config)
+    cost = estimate_run(params, suites, batch_sizes, repeat, warmup, baseline, model_config, bootstrap_options)
     env = environment()
     config = {"suites": suites, "batch_sizes": batch_sizes, "repeat": repeat, "warmup": warmup, "device": device,
               "baseline": baseline, "interleaved": False, "estimate": cost.describe(),
@@ -135,9 +148,33 @@ def run_benchmarks(params: Parameters, suites: list[str], batch_sizes: list[int]
     gpt2_suites = [s for s in suites if s in ("layers", "block")]
     if gpt2_suites:
         run_encrypted_gpt2(report, params, gpt2_suites, batch_sizes, device, repeat, warmup, tick, model_config)
+    stopped = None
+    if "bootstrap" in suites:
+        stopped = run_bootstrap(report, params, device, baseline, repeat, warmup, Path(out_root), tick,
+                                bootstrap_options)
     devices = {r["device"] for r in report["results"] if r["impl"] == "fhectl"}
     report["config"]["device"] = "+".join(sorted(devices)) or device
     report["config"]["wall_s"] = time.perf_counter() - start
     report["config"]["load_after"] = load_average()
     report["memory"]["peak_rss_bytes"] = peak_rss_bytes()
-    return write_report(report, out_root)
+    path = write_report(report, out_root)
+    if stopped is not None:
+        raise type(stopped)(f"{stopped}; partial report written: {path}", stopped.exit_code)
+    return path
+
+
+def run_bootstrap(report: dict, params: Parameters, device: str, baseline: str | None, repeat: int, warmup: int,
+                  out_root: Path, tick: Callable[[str], None], bootstrap_options: dict | None = None):
+    """The bootstrap suite into ``report``; returns None, or the ``SuiteInterrupted`` it stopped with (the report
+    then holds the rounds that were complete, and is still written)."""
+    from fhectl.bench import bootstrap_suite
+
+    extra = {k: v for k, v in (bootstrap_options or {}).items() if v is not None}
+    options = bootstrap_suite.SuiteOptions(repeat=repeat, warmup=warmup, baseline=baseline, device=device, **extra)
+    try:
+        bootstrap_suite.run_suite(report, params, options, out_root, tick, commit=git_state().get("commit"))
+    except bootstrap_suite.SuiteInterrupted as exc:
+        if "bootstrap" not in report:  # nothing measured: nothing to write
+            raise
+        return exc
+    return None

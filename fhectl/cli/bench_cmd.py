@@ -46,7 +46,7 @@ class BaselineChoice(Choice):
 def bench(
     ctx: typer.Context,
     batch_sizes: Annotated[Optional[str], typer.Option("--batch-sizes", help=f"Tokens per ciphertext of the layers and block suites (default {DEFAULT_BATCH_SIZES}; {QUICK_BATCH_SIZES} with --quick).")] = None,
-    suite: Annotated[Optional[str], typer.Option("--suite", help=f"Comma-separated suites: {', '.join(SUITES)}; or accuracy (alone). Default: {DEFAULT_SUITES} (minutes); with --quick, {QUICK_SUITES} at toy sizes. layers and block at the 128-bit profile take hours and ~19 GiB.")] = None,
+    suite: Annotated[Optional[str], typer.Option("--suite", help=f"Comma-separated suites: {', '.join(SUITES)}; or accuracy (alone). Default: {DEFAULT_SUITES} (minutes); with --quick, {QUICK_SUITES} at toy sizes. layers and block at the 128-bit profile take hours and ~19 GiB. bootstrap needs a bootstrappable profile (e.g. tiny-bootstrap-insecure with --insecure); an interrupted bootstrap run writes a partial report and resumes when rerun.")] = None,
     device: Device = "auto",
     profile: Annotated[Optional[str], typer.Option("--profile", "-p", help="Parameter profile (default gpt2-n16-128).")] = None,
     baseline: Annotated[BaselineChoice, typer.Option("--baseline", help="What fhectl is timed against, interleaved.", case_sensitive=False)] = "openfhe",
@@ -60,11 +60,17 @@ def bench(
     encrypted_prompts: Annotated[int, typer.Option("--encrypted-prompts", help="accuracy suite: prompts in the fully encrypted run (0: mirror only).", min=0)] = 8,
     encrypted_layers: Annotated[Optional[int], typer.Option("--encrypted-layers", help="accuracy suite: layers encrypted (default: all).", min=0)] = None,
     budget_minutes: Annotated[Optional[float], typer.Option("--budget-minutes", help="accuracy suite: stop the encrypted run after this long (it resumes on the next run).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="bootstrap suite: threads for each side, Numba's for fhectl and OpenMP's for OpenFHE (set before openfhe loads). Default 1.", min=1)] = None,
+    isolated: Annotated[Optional[bool], typer.Option("--isolated/--no-isolated", help="bootstrap suite: run each side in child processes, in blocks A B A B (for rings where both sides do not fit in memory together). Default: when the estimated peak of both sides exceeds 80 % of the RAM.")] = None,
+    rounds_per_block: Annotated[Optional[int], typer.Option("--rounds-per-block", help="bootstrap suite, isolated: timed rounds per child process (after its set-up and one warm-up); --repeat rounds in all. Default 2.", min=1)] = None,
+    block_timeout: Annotated[Optional[float], typer.Option("--block-timeout", help="bootstrap suite, isolated: stop a child process after this many seconds and record that.", min=1)] = None,
+    openfhe_params: Annotated[str, typer.Option("--openfhe-params", help="bootstrap suite: OpenFHE's parameters: mirror (sizes of the fhectl profile) or native (OpenFHE's bootstrapping recipe, FirstModSize 60 / ScalingModSize 59, as many levels after as its 128-bit table allows, up to fhectl's).")] = "mirror",
     insecure: Insecure = False,
     json: Json = False,
 ) -> None:
-    """Time CKKS operations, encrypted GPT-2 layers and a whole block; or score encrypted Llama inference on
-    held-out prompts (``--suite accuracy``). Writes report.json and report.md (and plots) under --out."""
+    """Time CKKS operations, encrypted GPT-2 layers and a whole block, or one bootstrapping against OpenFHE's
+    (``--suite bootstrap``); or score encrypted Llama inference on held-out prompts (``--suite accuracy``).
+    Writes report.json and report.md (and plots) under --out."""
     if ctx.invoked_subcommand is not None:
         return
     suites = [s.strip() for s in (suite or (QUICK_SUITES if quick else DEFAULT_SUITES)).split(",") if s.strip()]
@@ -88,7 +94,9 @@ def bench(
     params = load_parameters(profile or "gpt2-n16-128", allow_insecure=insecure)
     base = None if baseline == BaselineChoice.none else str(baseline)
     check_arguments(params, suites, sizes, repeat, warmup, model_config)
-    cost = estimate_run(params, suites, sizes, repeat, warmup, base, model_config)
+    boot_options = {"threads": threads, "isolated": isolated, "rounds_per_block": rounds_per_block,
+                    "block_timeout_s": block_timeout, "openfhe_params": openfhe_params}
+    cost = estimate_run(params, suites, sizes, repeat, warmup, base, model_config, boot_options)
     if estimate_only:
         if json:
             console.print_json({"seconds": cost.seconds, "peak_bytes": cost.peak_bytes, "parts_s": cost.parts})
@@ -108,7 +116,7 @@ def bench(
                 console.err.print(f"  done: {name}")
 
         path = run_benchmarks(params, suites, sizes, device, base, repeat, warmup, out, tick,
-                              model_config=model_config)
+                              model_config=model_config, bootstrap_options=boot_options)
     if json:
         console.print_json({"report_dir": str(path)})
     else:

@@ -72,3 +72,17 @@ def test_profile_files_are_validated(tmp_path):
         load_parameters(str(bad))
     with pytest.raises(InputError, match="known profiles"):
         load_parameters("no-such-profile")
+
+
+def test_bootstrap_primes_are_validated_and_counted():
+    """bootstrap_mod_bits adds primes above the scaling primes, in the listed order, checked like the others and
+    counted in log2 QP; a malformed list is one ParameterError."""
+    base = {"log_n": 10, "scale_bits": 40, "first_mod_bits": 50, "levels": 2, "dnum": 2, "security": "none"}
+    p = Parameters.from_literal(ParametersLiteral.from_mapping({**base, "bootstrap_mod_bits": [45, 58, 58]}),
+                                allow_insecure=True)
+    assert p.max_level == 5 and p.bootstrap_levels == 3 and p.message_levels == 2
+    assert all(abs(math.log2(q) - b) < 1 for q, b in zip(p.moduli_q[-3:], (45, 58, 58)))  # near 2^bits
+    for bad in ("58", [58, "x"], [True], [70]):
+        with pytest.raises(ParameterError):
+            Parameters.from_literal(ParametersLiteral.from_mapping({**base, "bootstrap_mod_bits": bad}),
+                                    allow_insecure=True)

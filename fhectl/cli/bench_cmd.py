@@ -64,7 +64,7 @@ def bench(
     isolated: Annotated[Optional[bool], typer.Option("--isolated/--no-isolated", help="bootstrap suite: run each side in child processes, in blocks A B A B (for rings where both sides do not fit in memory together). Default: when the estimated peak of both sides exceeds 80 % of the RAM.")] = None,
     rounds_per_block: Annotated[Optional[int], typer.Option("--rounds-per-block", help="bootstrap suite, isolated: timed rounds per child process (after its set-up and one warm-up); --repeat rounds in all. Default 2.", min=1)] = None,
     block_timeout: Annotated[Optional[float], typer.Option("--block-timeout", help="bootstrap suite, isolated: stop a child process after this many seconds and record that.", min=1)] = None,
-    openfhe_params: Annotated[str, typer.Option("--openfhe-params", help="bootstrap suite: OpenFHE's parameters: mirror (sizes of the fhectl profile) or native (OpenFHE's bootstrapping recipe, FirstModSize 60 / ScalingModSize 59, as many levels after as its 128-bit table allows, up to fhectl's).")] = "mirror",
+    openfhe_params: Annotated[Optional[str], typer.Option("--openfhe-params", help="bootstrap suite: OpenFHE's parameters: mirror (sizes of the fhectl profile) or native (OpenFHE's bootstrapping recipe, FirstModSize 60 / ScalingModSize 59, as many levels after as its 128-bit table allows, up to fhectl's). Default: native for profiles with primes set aside for bootstrapping (OpenFHE refuses boot-n16-128's 55/40-bit sizes), else mirror.", show_default=False)] = None,
     insecure: Insecure = False,
     json: Json = False,
 ) -> None:
@@ -94,6 +94,8 @@ def bench(
     params = load_parameters(profile or "gpt2-n16-128", allow_insecure=insecure)
     base = None if baseline == BaselineChoice.none else str(baseline)
     check_arguments(params, suites, sizes, repeat, warmup, model_config)
+    if openfhe_params is None:
+        openfhe_params = "native" if params.bootstrap_levels else "mirror"
     boot_options = {"threads": threads, "isolated": isolated, "rounds_per_block": rounds_per_block,
                     "block_timeout_s": block_timeout, "openfhe_params": openfhe_params}
     cost = estimate_run(params, suites, sizes, repeat, warmup, base, model_config, boot_options)

@@ -63,7 +63,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from fhectl.ckks import encapsulation
-from fhectl.ckks.bootstrap import BootstrapConfig, Bootstrapper
+from fhectl.ckks.bootstrap import BootstrapConfig, Bootstrapper, required_steps
 from fhectl.ckks.encapsulation import EncapsulationKeys
 from fhectl.ckks.keys import KeyGenerator
 from fhectl.circuits.levels import SimCiphertext, SimEvaluator
@@ -134,16 +134,6 @@ def bootstrap_fits(params, stage_levels: int) -> tuple[bool, str]:
         return False, (f"profile {params.name} has {params.max_level} levels; bootstrapping takes {depth} and the "
                        f"mask product 1, leaving {left}, fewer than the {stage_levels} the circuits need")
     return True, ""
-
-
-def add_conjugation_key(client, random=None) -> None:
-    """The key holder's side: a Galois key for conjugation (bootstrapping's CoeffsToSlots needs it), added to
-    ``client``'s Galois keys (``fhectl.circuits.refresh.Client`` makes rotation keys only)."""
-    from fhe_kernels.automorphism import galois_element_for_conjugation
-
-    g = galois_element_for_conjugation(client.ctx.params.ring_degree)
-    if g not in client.galois_keys.keys:
-        client.galois_keys.keys[g] = KeyGenerator(client.ctx, random).galois_key(client.sk, g)
 
 
 def bootstrap_keys(client, config: BootstrapConfig, random=None) -> EncapsulationKeys | None:
@@ -306,9 +296,7 @@ def server_refresh(ev, params, stats: BootstrapStats | None = None, indicator: b
 
 
 def bootstrap_rotation_steps(params) -> list[int]:
-    """The rotation steps bootstrapping needs keys for (conjugation comes on top: ``add_conjugation_key``)."""
-    from fhectl.ckks.bootstrap import required_steps
-
+    """The rotation steps bootstrapping needs keys for (and conjugation: ``Client(..., conjugation=True)``)."""
     return required_steps(params, bootstrap_config(params))
 
 
@@ -333,5 +321,5 @@ def plan_bootstrapped_block(block, params, indicator: bool = True) -> dict:
 
 
 __all__ = ["SINE_Y", "UNKNOWN_BOUND", "BootstrapRefresh", "BootstrapStats", "RefreshModel", "SimBootstrapper",
-           "add_conjugation_key", "bootstrap_fits", "bootstrap_keys", "bootstrap_rotation_steps", "plan_bootstrapped_block",
+           "bootstrap_fits", "bootstrap_keys", "bootstrap_rotation_steps", "plan_bootstrapped_block",
            "server_refresh"]

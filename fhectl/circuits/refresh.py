@@ -44,13 +44,14 @@ class Stats:
 class Client:
     """The key holder: keys, encryption, decryption, refreshes."""
 
-    def __init__(self, ctx: CKKSContext, rotation_steps, random=None):
+    def __init__(self, ctx: CKKSContext, rotation_steps, random=None, conjugation: bool = False):
+        """``conjugation``: also the Galois key for conjugation (bootstrapping's CoeffsToSlots needs it)."""
         self.ctx = ctx
         kg = KeyGenerator(ctx, random)
         self.sk = kg.secret_key()
         self.pk = kg.public_key(self.sk)
         self.relin_key = kg.relin_key(self.sk)
-        self.galois_keys = kg.galois_keys(self.sk, sorted(rotation_steps))
+        self.galois_keys = kg.galois_keys(self.sk, sorted(rotation_steps), conjugation=conjugation)
         self.encryptor = Encryptor(ctx, self.pk, random)
         self.decryptor = Decryptor(ctx, self.sk)
 

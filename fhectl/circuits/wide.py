@@ -372,9 +372,8 @@ class SaturatedProduct:
         ev = evaluator
         target = ct.scale if target_scale is None else float(target_scale)
         first, second = self.stage_depths()
-        if ct.level < self.depth():
-            [ct] = ensure_levels([ct], self.depth(), self.name, refresh) if refresh is None else \
-                refresh.ensure_levels_all([ct], first, self.name)
+        # without a refresh the whole depth must be there; with one, the first stage's (the gate gets its own)
+        [ct] = ensure_levels([ct], self.depth() if refresh is None else first, self.name, refresh)
         y = ev.rescale(ev.mul_const(ct, 1.0 / self.bound))  # level l - 1, x / B on [-1, 1]
         t = y
         for m in self.maps:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from fhectl.cli import console
-from fhectl.errors import InputError
+from fhectl.errors import InputError, ParameterError
 
 # The main job's default: how many of SmolLM2's 30 blocks run encrypted when --layers is not given. One
 # encrypted block takes about two minutes on a 2-core CPU at N = 2^16 (one pass per generated token), so the
@@ -40,6 +40,12 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
                          "refresh")
     text = read_prompt(prompt)
     params = load_parameters(profile, allow_insecure=insecure) if server is None else None
+    if params is not None and refresh == "bootstrap":  # what the profile alone decides, before the weights load
+        from fhectl.circuits.bootstrap_refresh import bootstrap_fits
+
+        fits, why = bootstrap_fits(params, 1)
+        if not fits:
+            raise ParameterError(f"--refresh bootstrap: {why}")
     with console.stage(f"reading the {model} config and tokenizer"):
         cfg, tok, source, load_weights = open_model(model, weights, revision=revision)
     service = served = None

@@ -25,7 +25,7 @@ import numpy as np
 from fhectl.ckks.bootstrap import Bootstrapper
 from fhectl.ckks.context import CKKSContext
 from fhectl.ckks.params import Parameters
-from fhectl.circuits.bootstrap_refresh import (BootstrapRefresh, BootstrapStats, add_conjugation_key, bootstrap_config,
+from fhectl.circuits.bootstrap_refresh import (BootstrapRefresh, BootstrapStats, bootstrap_config,
                                                bootstrap_fits, bootstrap_keys, bootstrap_rotation_steps, plan_bootstrapped_block)
 from fhectl.circuits.packing import Layout
 from fhectl.circuits.range_indicator import RangeIndicator, read_indicators
@@ -208,15 +208,16 @@ class EncryptedLlama:
         self.stream_scales, self.plan = self.server_part.stream_scales, self.server_part.plan
         self.refresh_mode, self.refresh_note = self.server_part.refresh_mode, self.server_part.refresh_note
         self.ctx = CKKSContext(params, device=device)
-        self.client = Client(self.ctx, self.server_part.rotation_steps, random) if n_layers else None
-        bootstrapping = n_layers and self.refresh_mode == "bootstrap"
-        config = bootstrap_config(params)
-        keys = None
-        if bootstrapping:  # the rotation steps already hold the bootstrapper's; CoeffsToSlots also conjugates
-            add_conjugation_key(self.client, random)
-            keys = bootstrap_keys(self.client, config, random)
+        bootstrapping = bool(n_layers) and self.refresh_mode == "bootstrap"
+        # the rotation steps already hold the bootstrapper's; its CoeffsToSlots also conjugates
+        self.client = Client(self.ctx, self.server_part.rotation_steps, random,
+                             conjugation=bootstrapping) if n_layers else None
         self.server = self.client.server_evaluator() if n_layers else None
-        self.bootstrapper = Bootstrapper(self.ctx, self.server, config, encapsulation=keys) if bootstrapping else None
+        self.bootstrapper = None
+        if bootstrapping:  # only then: a profile that cannot bootstrap has no bootstrapping configuration
+            config = bootstrap_config(params)
+            keys = bootstrap_keys(self.client, config, random)
+            self.bootstrapper = Bootstrapper(self.ctx, self.server, config, encapsulation=keys)
 
     # -- one pass over a batch of prompts --------------------------------------------------------------
     def _refresh(self, result: RunResult):

@@ -26,7 +26,6 @@ from fhectl.circuits.bootstrap_refresh import (
     BootstrapStats,
     RefreshModel,
     SimBootstrapper,
-    add_conjugation_key,
     bootstrap_config,
     bootstrap_rotation_steps,
     server_refresh,
@@ -46,8 +45,8 @@ class Kit:
     def __init__(self):
         self.params = load_parameters("tiny-bootstrap-deep-insecure", allow_insecure=True)
         self.ctx = CKKSContext(self.params)
-        self.client = Client(self.ctx, bootstrap_rotation_steps(self.params), SeededRandom("tests/boot-refresh"))
-        add_conjugation_key(self.client, SeededRandom("tests/boot-refresh/conj"))
+        self.client = Client(self.ctx, bootstrap_rotation_steps(self.params), SeededRandom("tests/boot-refresh"),
+                             conjugation=True)
         self.ev = self.client.server_evaluator()  # public keys only
         self.refresh = server_refresh(self.ev, self.params)
         self.rng = np.random.default_rng(7)

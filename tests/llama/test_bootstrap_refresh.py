@@ -105,3 +105,26 @@ def test_refresh_flag_errors_are_one_line(checkpoint, prompt):
     assert res.exit_code == 2 and "GPT-2 uses client refresh" in res.output
     res = runner.invoke(app, ["infer", str(prompt), "--refresh", "sometimes", *BOOT])
     assert res.exit_code == 2
+
+
+def test_a_profile_without_a_bootstrapping_circuit_runs_with_client_refresh(checkpoint, prompt, monkeypatch):
+    """A ring too large for the dense-secret circuit (gpt2-n16-128, the profile of ./dev demo) has no bootstrapping
+    configuration at all: the default falls back to client refresh without asking for one, and an explicit
+    --refresh bootstrap is one error line before the weights load."""
+    from fhectl.ckks.bootstrap import BootstrapConfig
+    from fhectl.errors import ParameterError
+
+    def no_circuit(params):
+        raise ParameterError(f"profile {params.name} cannot bootstrap: (as gpt2-n16-128)")
+
+    monkeypatch.setattr(BootstrapConfig, "for_params", staticmethod(no_circuit))
+    res = runner.invoke(app, ["infer", str(prompt), "--weights", str(checkpoint), "--json", *SHALLOW])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["refresh"] == "client"
+    assert "client refresh: profile tiny-deep-insecure cannot bootstrap" in res.stderr
+    res = runner.invoke(app, ["infer", str(prompt), "--weights", str(checkpoint), "--refresh", "bootstrap",
+                              *SHALLOW])
+    assert res.exit_code == 3, res.output
+    assert "loading" not in res.stderr  # refused before the weights
+    (line,) = [x for x in res.stderr.splitlines() if x.startswith("error:")]
+    assert line.startswith("error: --refresh bootstrap: profile tiny-deep-insecure cannot bootstrap")

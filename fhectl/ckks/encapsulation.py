@@ -2,11 +2,11 @@
 
 After ModRaise a ciphertext decrypts to t + q0 I, and EvalMod must cover |I| <= K. With the dense uniform
 ternary secret s of the 128-bit table, I is a sum of about 2N/3 terms: K ~ 400 at N = 2^16, and EvalMod
-costs 14 levels (``fhectl.ckks.bootstrap.k_bound``). Bossuat, Troncoso-Pastoriza and Hubaux
+costs 13 levels (``fhectl.ckks.bootstrap.k_bound``). Bossuat, Troncoso-Pastoriza and Hubaux
 ("Bootstrapping for approximate homomorphic encryption with negligible failure-probability by using
 sparse-secret encapsulation", ACNS 2022) switch the level-0 ciphertext to a secret s' of Hamming weight h
 (h = 32) first, raise it under s', and switch back to s at the top level: then |I| <= (h + 1) / 2 always
-(no failure probability), and EvalMod takes 10 levels.
+(no failure probability), and EvalMod takes 9 levels.
 
 Security. Neither key reveals more than RLWE under the secret it is encrypted with:
 * ``to_dense`` switches s' -> s: RLWE samples under the dense s over the whole chain QP, like every other

@@ -101,7 +101,7 @@ def test_report_numbers_are_consistent(cli_run, params):
     # levels left: fhectl's are the Bootstrapper's output level; OpenFHE's depth was chosen to leave as many
     ctx = CKKSContext(params)
     boot_levels = Bootstrapper(ctx, Evaluator(ctx), bootstrap_suite.bootstrap_config(params)).output_level
-    assert rows["fhectl"]["bootstrap"]["levels_left"] == boot_levels == 5
+    assert rows["fhectl"]["bootstrap"]["levels_left"] == boot_levels == 6
     assert rows["openfhe"]["bootstrap"]["levels_left"] >= boot_levels
     theirs = boot["parameters"]["openfhe"]
     assert theirs["multiplicative_depth"] == theirs["bootstrap_depth"] + boot_levels
@@ -129,14 +129,14 @@ def test_report_numbers_are_consistent(cli_run, params):
 
 
 def test_a_profile_that_cannot_bootstrap_is_one_error_line(tmp_path):
-    """tiny-insecure has 5 levels, one bootstrapping needs 17: refused before any key is made (exit 3)."""
+    """tiny-insecure has 5 levels, one bootstrapping needs 16: refused before any key is made (exit 3)."""
     for extra in ([], ["--estimate"]):
         res = runner.invoke(app, ["bench", "--suite", "bootstrap", "--profile", "tiny-insecure", "--insecure",
                                   "--out", str(tmp_path), *extra])
         assert res.exit_code == 3, res.output
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: profile 'tiny-insecure' cannot bootstrap"), lines
-        assert "needs 17 levels" in lines[0] and "Traceback" not in res.output
+        assert "needs 16 levels" in lines[0] and "Traceback" not in res.output
     assert not list(tmp_path.iterdir())
 
 

@@ -267,7 +267,7 @@ def test_bootstrap_restores_levels_and_keeps_precision(bk):
     x = bk.slots()
     ct = bk.ev.drop_level(bk.enc.encrypt(x), 0)
     out = bk.boot.bootstrap(ct)
-    assert out.level == bk.boot.output_level == bk.params.max_level - bk.config.depth() == 5
+    assert out.level == bk.boot.output_level == bk.params.max_level - bk.config.depth() == 6
     assert out.scale == ct.scale
     assert precision_bits(bk.dec.decrypt(out), x) > BOOTSTRAP_BITS
     # the refreshed ciphertext computes: a product and rescale use one of the restored levels

@@ -3,7 +3,7 @@
 ModRaise reads residues back from the backend and writes raised ones to it, and the BSGS linear transform
 accumulates plaintext products with ``mul_accumulate`` on limb views; everything else in bootstrapping is
 evaluator calls that tests/cuda/simulated/test_backend_sim.py already runs on the simulator. A whole
-bootstrapping (about two thousand kernel launches over 17 levels) is too slow to simulate; these two
+bootstrapping (about two thousand kernel launches over 16 levels) is too slow to simulate; these two
 steps at N = 32, with the same keys and randomness on both backends, must give bit-identical ciphertexts; so
 must sparse-secret encapsulation's two key switches (fhectl.ckks.encapsulation), whose level-0 switch uses
 one special prime through its own ModUp and ModDown.

@@ -99,6 +99,7 @@ class SimEvaluator:
         self.encoder = _SimEncoder(params)
         self.counters = {"key_switch": 0, "rotations": 0, "rescales": 0, "ct_mults": 0}
         self.rotation_steps: set[int] = set()  # every nonzero step (mod N/2) asked for
+        self.rotation_levels: dict[int, int] = {}  # step (mod N/2) -> the highest level it rotates at
 
     def fresh(self, level: int | None = None, scale: float | None = None) -> SimCiphertext:
         """A simulated fresh ciphertext (top level and Delta unless given)."""
@@ -185,6 +186,7 @@ class SimEvaluator:
         if s:  # a zero step is a copy, of any size
             bk.check_relinearized(ct.size, f"rotation by {s}")
             self.rotation_steps.add(s)
+            self.rotation_levels[s] = max(self.rotation_levels.get(s, 0), ct.level)
             self.counters["rotations"] += 1
             self.counters["key_switch"] += 1
         return SimCiphertext(ct.level, ct.scale, ct.slots, ct.size)

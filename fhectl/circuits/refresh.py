@@ -44,20 +44,29 @@ class Stats:
 class Client:
     """The key holder: keys, encryption, decryption, refreshes."""
 
-    def __init__(self, ctx: CKKSContext, rotation_steps, random=None, conjugation: bool = False):
-        """``conjugation``: also the Galois key for conjugation (bootstrapping's CoeffsToSlots needs it)."""
+    def __init__(self, ctx: CKKSContext, rotation_steps, random=None, conjugation: bool = False,
+                 key_levels: dict[int, int] | None = None):
+        """``conjugation``: also the Galois key for conjugation (bootstrapping's CoeffsToSlots needs it).
+        ``key_levels``: step -> the highest level the server rotates by it at; those keys are made truncated
+        to that level (``fhectl.ckks.keys.SwitchingKey``), the others full."""
         self.ctx = ctx
         kg = KeyGenerator(ctx, random)
         self.sk = kg.secret_key()
         self.pk = kg.public_key(self.sk)
         self.relin_key = kg.relin_key(self.sk)
-        self.galois_keys = kg.galois_keys(self.sk, sorted(rotation_steps), conjugation=conjugation)
+        self.galois_keys = kg.galois_keys(self.sk, sorted(rotation_steps), conjugation=conjugation,
+                                          max_levels=key_levels)
         self.encryptor = Encryptor(ctx, self.pk, random)
         self.decryptor = Decryptor(ctx, self.sk)
 
     def server_evaluator(self) -> Evaluator:
         """What the server gets: an evaluator holding only the public evaluation keys."""
         return Evaluator(self.ctx, self.relin_key, self.galois_keys)
+
+    def galois_key_counts(self) -> dict:
+        """How many Galois keys, and how many of them truncated to the levels the circuits use them at."""
+        keys = self.galois_keys.keys.values()
+        return {"count": len(keys), "truncated": sum(1 for k in keys if k.max_level is not None)}
 
     def public_material_bytes(self) -> int:
         be = self.ctx.backend

@@ -175,7 +175,7 @@ class Backend(Protocol):
 
     def add_scalar(self, a, out, rows, values: list[int]) -> None: ...
 
-    def keyswitch_inner_product(self, ext, key, out, rows, galois_element: int = 1) -> None: ...
+    def keyswitch_inner_product(self, ext, key, out, rows, galois_element: int = 1, key_rows=None) -> None: ...
 
     def automorphism(self, a, out, galois_element: int) -> None: ...
 
@@ -289,12 +289,14 @@ class CpuBackend:
         w, _ = self.t.scalar_words(_rows_array(rows), values)
         kew.poly_add_scalar(a, out, self._moduli(rows)[0], w)
 
-    def keyswitch_inner_product(self, ext, key, out, rows, galois_element: int = 1) -> None:
-        """out[c] = sum_j sigma_g(ext[j]) * key[j, c] over the limbs ``rows`` of the key (c = 0, 1)."""
+    def keyswitch_inner_product(self, ext, key, out, rows, galois_element: int = 1, key_rows=None) -> None:
+        """out[c] = sum_j sigma_g(ext[j]) * key[j, c] over the limbs ``rows`` (c = 0, 1); the key's limb of
+        each is ``key_rows`` (default ``rows``: a key over every row of the ring)."""
         r = _rows_array(rows)
         t = self.t
         perm = t.automorphism_perm(galois_element)
-        kks.keyswitch_inner_product(ext, perm, key, r, out, t.moduli[r], t.mu[r], t.k[r], t.r64[r], t.r64_shoup[r])
+        kr = r if key_rows is None else _rows_array(key_rows)
+        kks.keyswitch_inner_product(ext, perm, key, kr, out, t.moduli[r], t.mu[r], t.k[r], t.r64[r], t.r64_shoup[r])
 
     def assign(self, dst, src) -> None:
         """Copy src into the view dst (same shape)."""

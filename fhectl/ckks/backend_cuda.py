@@ -366,13 +366,15 @@ class CudaBackend:
             w, _ = self._scalar_words(rows, values)
             self.k_ew.poly_add_scalar[self._grid(*self._rows_of(out))](a, out, self._rows(rows)[1], w)
 
-    def keyswitch_inner_product(self, ext, key, out, rows, galois_element: int = 1) -> None:
-        """out[c] = sum_j sigma_g(ext[j]) * key[j, c] over the limbs ``rows`` of the key (c = 0, 1)."""
+    def keyswitch_inner_product(self, ext, key, out, rows, galois_element: int = 1, key_rows=None) -> None:
+        """out[c] = sum_j sigma_g(ext[j]) * key[j, c] over the limbs ``rows`` (c = 0, 1); the key's limb of
+        each is ``key_rows`` (default ``rows``: a key over every row of the ring)."""
         self._device("keyswitch_inner_product", ext, key, out)
         if self._size(out):
             r, q, mu, k, r64, r64s = self._rows(rows)
+            kr = r if key_rows is None else self._rows(key_rows)[0]
             self.k_ks.keyswitch_inner_product[self._grid(int(ext.shape[1]), int(ext.shape[2]))](
-                ext, self._perm(galois_element), key, r, out, q, mu, k, r64, r64s)
+                ext, self._perm(galois_element), key, kr, out, q, mu, k, r64, r64s)
 
     def automorphism(self, a, out, galois_element: int) -> None:
         self._device("automorphism", a, out)

@@ -29,7 +29,7 @@ from fhe_kernels.automorphism import galois_element_for_conjugation, galois_elem
 from fhe_kernels.rns import signed_to_rns
 from fhectl.ckks import prng, sampling
 from fhectl.ckks.context import CKKSContext
-from fhectl.errors import FormatError
+from fhectl.errors import FormatError, LevelError
 
 # A coefficient counts as "small" below q / 2^SMALL_SHIFT in magnitude (centred). A uniform residue is
 # small with probability 2^-11, so a random polynomial with half its coefficients small has probability
@@ -66,16 +66,37 @@ class SwitchingKey:
     so a file stores b and the 32-byte seed only. ``data`` may be *deferred*: built on first use by a
     callable (a reader re-expanding a and joining it to a memory-mapped b), and dropped again by
     :meth:`release`, so a server can hold many clients' keys on disk and only those in use in memory.
+
+    ``max_level``: when set, the key covers only the ciphertexts of levels up to it: its limbs are those of
+    Q_max_level and P, its digits those of that level (``Parameters.digits``), shape (digits, 2, max_level + 1
+    + K, N). A switching key's digit j is P (Q / Q_j) [(Q / Q_j)^-1]_{Q_j} s' + e - a s over QP, whose residues
+    modulo q_0..q_l do not depend on the primes above q_l, so the truncated key is exactly what the full one
+    reads at those levels [Han, Ki, CT-RSA 2020, Sec. 3]: a key used only below the bootstrapping primes (the
+    circuits' rotations at boot-n16-128, levels <= 9) holds 2 digits of 16 limbs instead of 6 of 33. Such keys
+    live in memory only (they carry no seed; the key files hold full keys).
     """
 
-    def __init__(self, data, params_id: str, key_id: str, source: str, seed: bytes | None = None):
+    def __init__(self, data, params_id: str, key_id: str, source: str, seed: bytes | None = None,
+                 max_level: int | None = None):
         self._data = data
+        self.max_level = max_level
         self._make = None
         self._shape = tuple(int(d) for d in data.shape) if data is not None else None
         self.params_id = params_id
         self.key_id = key_id  # the target secret s
         self.source = source  # what s' is: "relin", "galois:<g>", or "key:<key_id>" for rewrapping
         self.seed = seed
+
+    def key_rows(self, q_rows: tuple[int, ...], p_rows: tuple[int, ...]) -> tuple[int, ...]:
+        """The key's limb of each ring row of Q_l and P (rows q_rows + p_rows): the rows themselves for a full
+        key; for a truncated one, Q's limbs in place and P's right after q_max_level. LevelError if l exceeds
+        ``max_level``."""
+        if self.max_level is None:
+            return q_rows + p_rows
+        if len(q_rows) - 1 > self.max_level:
+            raise LevelError(f"the switching key {self.source} covers levels up to {self.max_level}, the "
+                             f"ciphertext is at level {len(q_rows) - 1}")
+        return q_rows + tuple(range(self.max_level + 1, self.max_level + 1 + len(p_rows)))
 
     @classmethod
     def deferred(cls, make, shape: tuple[int, ...], params_id: str, key_id: str, source: str,
@@ -259,12 +280,26 @@ class KeyGenerator:
         be.sub(e, b, b, rows)  # b = e - a s
         return PublicKey(data=be.stack_polys([b, a]), params_id=sk.params_id, key_id=sk.key_id)
 
-    def switching_key(self, source_ntt, sk: SecretKey, source: str) -> SwitchingKey:
-        """A key switching ciphertexts under s' (``source_ntt``, NTT form over QP) to ``sk``."""
+    def _at_level(self, x, level: int):
+        """The limbs of Q_level and P of an NTT polynomial over the whole of QP."""
+        be, p = self.ctx.backend, self.ctx.params
+        if level == p.max_level:
+            return x
+        nq = p.max_level + 1
+        return be.concat_limbs([be.limbs(x, 0, level + 1), be.limbs(x, nq, nq + len(p.moduli_p))])
+
+    def switching_key(self, source_ntt, sk: SecretKey, source: str, max_level: int | None = None) -> SwitchingKey:
+        """A key switching ciphertexts under s' (``source_ntt``, NTT form over QP) to ``sk``; with
+        ``max_level``, only for ciphertexts up to that level (``SwitchingKey``: fewer limbs and digits, no seed)."""
         ctx, be = self.ctx, self.ctx.backend
         p = ctx.params
-        rows = ctx.qp_rows(p.max_level)
-        digits = p.digits(p.max_level)
+        level = p.max_level if max_level is None else int(max_level)
+        if not 0 <= level <= p.max_level:
+            raise LevelError(f"a switching key for levels up to {level}: the chain has levels 0..{p.max_level}")
+        truncated = level < p.max_level
+        rows = ctx.qp_rows(level)
+        digits = p.digits(level)
+        s_ntt, source_ntt = self._at_level(sk.ntt, level), self._at_level(source_ntt, level)
         p_mod = [ctx.p_product % q for q in p.moduli_q]
         parts = []
         # a_j from a public seed (fhectl.ckks.prng): the file stores b and 32 bytes instead of both halves.
@@ -274,7 +309,7 @@ class KeyGenerator:
             a = be.to_device(prng.expand_uniform(seed, source, j, moduli, p.ring_degree)[None])
             b = self._error(rows)
             t = be.empty(a.shape)
-            be.mul(a, sk.ntt, t, rows)
+            be.mul(a, s_ntt, t, rows)
             be.sub(b, t, b, rows)  # b = e - a s
             # + P * s' on the limbs of this digit only
             scaled = be.empty((1, len(digit), p.ring_degree))
@@ -286,6 +321,8 @@ class KeyGenerator:
             b = be.concat_limbs([be.limbs(b, 0, digit.start), summed, be.limbs(b, digit.stop, len(rows))])
             parts.append(be.stack_polys([b, a]))
         data = be.stack_new_axis(parts)
+        if truncated:  # in memory only: the key files hold full keys, re-expanded from their seeds
+            return SwitchingKey(data=data, params_id=p.params_id, key_id=sk.key_id, source=source, max_level=level)
         return SwitchingKey(data=data, params_id=p.params_id, key_id=sk.key_id, source=source, seed=seed)
 
     def relin_key(self, sk: SecretKey) -> SwitchingKey:
@@ -295,18 +332,30 @@ class KeyGenerator:
         be.mul(sk.ntt, sk.ntt, s2, rows)
         return self.switching_key(s2, sk, "relin")
 
-    def galois_key(self, sk: SecretKey, galois_element: int) -> SwitchingKey:
+    def galois_key(self, sk: SecretKey, galois_element: int, max_level: int | None = None) -> SwitchingKey:
         be = self.ctx.backend
         rotated = be.empty(sk.ntt.shape)
         be.automorphism(sk.ntt, rotated, galois_element)
-        return self.switching_key(rotated, sk, f"galois:{galois_element}")
+        return self.switching_key(rotated, sk, f"galois:{galois_element}", max_level)
 
-    def galois_keys(self, sk: SecretKey, steps=(), conjugation: bool = False) -> GaloisKeys:
+    def galois_keys(self, sk: SecretKey, steps=(), conjugation: bool = False,
+                    max_levels: dict[int, int] | None = None) -> GaloisKeys:
+        """Keys for rotations by ``steps`` (and conjugation). ``max_levels``: step -> the highest level it is
+        used at, for keys truncated to it (``SwitchingKey``); steps not in it get full keys. Each key is made
+        at its size, so the full set is never held."""
         n = self.ctx.params.ring_degree
         elements = {galois_element_for_rotation(s, n) for s in steps if s % (n // 2) != 0}
         if conjugation:
             elements.add(galois_element_for_conjugation(n))
-        keys = {g: self.galois_key(sk, g) for g in sorted(elements)}
+        levels: dict[int, int | None] = {g: None for g in elements}
+        if max_levels:
+            by_element: dict[int, int] = {}
+            for s, lvl in max_levels.items():
+                if s % (n // 2):
+                    g = galois_element_for_rotation(s, n)
+                    by_element[g] = max(by_element.get(g, 0), int(lvl))
+            levels = {g: by_element.get(g) for g in elements}
+        keys = {g: self.galois_key(sk, g, levels[g]) for g in sorted(elements)}
         return GaloisKeys(keys=keys, params_id=sk.params_id, key_id=sk.key_id)
 
     def rekey(self, old: SecretKey, new: SecretKey) -> SwitchingKey:

@@ -246,9 +246,18 @@ def _b_half(ctx: CKKSContext, key: SwitchingKey, prefix: str = "") -> dict[str, 
     return {name: host[j, 0] for j, name in enumerate(_b_names(prefix, host.shape[0]))}
 
 
+def _refuse_truncated(keys) -> None:
+    """Key files hold full keys: a key truncated to low levels (``SwitchingKey.max_level``) lives in memory."""
+    short = [k for k in keys if k.max_level is not None]
+    if short:
+        raise FormatError(f"switching key {short[0].source} is truncated to levels <= {short[0].max_level}: key "
+                          "files hold full keys (generate it without max_level to store it)")
+
+
 def switching_key_to_container(ctx: CKKSContext, key: SwitchingKey, kind: str, key_version: int | None,
                                meta: dict | None = None) -> Container:
     """Seeded (b and the seed of a) when the key has a seed; both halves otherwise."""
+    _refuse_truncated([key])
     full = dict(meta or {})
     full["source"] = key.source
     if key.seed is None:
@@ -282,6 +291,7 @@ def container_to_switching_key(ctx: CKKSContext, c: Container, kind: str, source
 def galois_keys_to_container(ctx: CKKSContext, gk: GaloisKeys, key_version: int | None) -> Container:
     """Seeded (arrays "g<g>/b/<j>", seeds in the meta) when every key has a seed; both halves ("g<g>") otherwise."""
     items = sorted(gk.keys.items())
+    _refuse_truncated([k for _, k in items])
     meta: dict = {"elements": [g for g, _ in items]}
     if items and all(k.seed is not None for _, k in items):
         meta.update({A_EXPANSION: prng.EXPANSION, A_SEEDS: [k.seed.hex() for _, k in items]})

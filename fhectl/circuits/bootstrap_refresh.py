@@ -27,8 +27,9 @@ Where the shrink happens. Scaling by 2^-b needs a level (a constant product and 
 arrives at level >= 1 pays it from levels the bootstrapping would discard anyway. One that arrives at level 0
 with B above the shrunk bound cannot be shrunk any more (there is no prime left to divide by), and bootstrapping
 it as is would return garbage once |m| Delta approaches q0 / 4. That is a LevelError here, never a silent loss:
-the circuits must leave one level before such a refresh (the Llama block does: ``fhectl.llama.encrypted``), or
-shrink the message themselves (scale labels) and pass the shrunk domain. Ciphertexts without a domain (the
+the circuits must leave one level before such a refresh (the Llama and GPT-2 blocks do:
+``fhectl.llama.encrypted``, ``fhectl.gpt2.encrypted``), or shrink the message themselves (scale labels) and
+pass the shrunk domain. Ciphertexts without a domain (the
 ``ensure_levels_all`` calls inside the wide circuits and the softmax) are taken to be bounded by
 UNKNOWN_BOUND = 1: those circuits keep their intermediates on [-1, 1] by construction. They are shrunk when
 they arrive with a level to spare; at level 0 (the softmax's normalisation steps and the attention values do
@@ -69,9 +70,10 @@ from fhectl.ckks.keys import KeyGenerator
 from fhectl.circuits.levels import SimCiphertext, SimEvaluator
 from fhectl.circuits.range_indicator import RangeIndicator
 from fhectl.circuits.transformer import Segments, StageClock
-from fhectl.errors import LevelError, ParameterError
+from fhectl.errors import InputError, LevelError, ParameterError
 
 
+REFRESH_MODES = ("auto", "bootstrap", "client")  # what an engine's ``refresh`` may ask for
 UNKNOWN_BOUND = 1.0  # |m| of ciphertexts refreshed without a domain (intermediates of the wide circuits)
 SINE_Y = 2.0**-10  # the largest y = Delta m / q0 a bootstrapping is given: the sine is y to 2^-17 relative there
 
@@ -317,9 +319,55 @@ def plan_bootstrapped_block(block, params, indicator: bool = True) -> dict:
             "refresh_level": refresh.top_level, "bootstrap_depth": boot.config.depth(),
             "indicator_stages": sorted(ind.accumulators) if ind else [],
             "rotation_steps": sorted(s % params.slots for s in ev.rotation_steps if s % params.slots),
+            "rotation_levels": dict(sorted(ev.rotation_levels.items())),  # step -> highest level: key truncation
             "counters": dict(ev.counters)}
 
 
-__all__ = ["SINE_Y", "UNKNOWN_BOUND", "BootstrapRefresh", "BootstrapStats", "RefreshModel", "SimBootstrapper",
-           "bootstrap_fits", "bootstrap_keys", "bootstrap_rotation_steps", "plan_bootstrapped_block",
-           "server_refresh"]
+@dataclass
+class BootstrappedBlocks:
+    """Encrypted blocks built for bootstrapping, with the level simulator's plan of each and the rotation steps
+    (the blocks' and the bootstrapper's) the key holder must make Galois keys for."""
+
+    blocks: list
+    plans: list[dict]
+    rotation_steps: list[int]
+
+
+def plan_bootstrapped_blocks(make_block, n_layers: int, params, family: str) -> tuple[BootstrappedBlocks | None, str]:
+    """(blocks and plans, '') when ``n_layers`` blocks fit this profile with bootstrapping, else (None, why not),
+    decided before any key is made. ``make_block(i, stage_levels)``: block ``i`` with a spare level before each
+    refresh and its circuits' stages within ``stage_levels`` (the levels a refresh gives); ``family`` names the
+    blocks in the reason."""
+    ok, why = bootstrap_fits(params, 1)
+    if not ok:
+        return None, why
+    top = params.max_level - bootstrap_config(params).depth() - 1  # the mask product takes one
+    try:
+        blocks = [make_block(i, top) for i in range(n_layers)]
+    except InputError as exc:
+        return None, (f"profile {params.name}: the circuits do not fit the {top} levels a bootstrapping refresh "
+                      f"gives: {exc}")
+    steps = set(bootstrap_rotation_steps(params))
+    plans = []
+    try:
+        for b in blocks:
+            plans.append(plan_bootstrapped_block(b, params))
+            steps |= set(plans[-1]["rotation_steps"])
+    except LevelError as exc:
+        depth = bootstrap_config(params).depth()
+        return None, (f"profile {params.name} cannot bootstrap inside the {family} blocks ({depth} of its "
+                      f"{params.max_level} levels go to bootstrapping): {exc}")
+    return BootstrappedBlocks(blocks, plans, sorted(steps)), ""
+
+
+def client_bootstrapper(client, server, params, random=None) -> Bootstrapper:
+    """The server's bootstrapper for the key holder ``client`` (made with ``conjugation=True`` and the
+    bootstrapping rotation steps): the encapsulation keys, if the circuit needs them, are made on the client's
+    side and only their public half reaches ``server``."""
+    config = bootstrap_config(params)
+    return Bootstrapper(client.ctx, server, config, encapsulation=bootstrap_keys(client, config, random))
+
+
+__all__ = ["REFRESH_MODES", "SINE_Y", "UNKNOWN_BOUND", "BootstrapRefresh", "BootstrapStats", "BootstrappedBlocks",
+           "RefreshModel", "SimBootstrapper", "bootstrap_fits", "bootstrap_keys", "bootstrap_rotation_steps",
+           "client_bootstrapper", "plan_bootstrapped_block", "plan_bootstrapped_blocks", "server_refresh"]

@@ -97,8 +97,13 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
         with console.stage("generating keys (the client's secret stays on the client; the server gets public keys)"):
             engine = EncryptedLlama(w, params, domains, n_layers, max_tokens=total, device=device,
                                     refresh=refresh)
-        console.message(f"public key material {engine.client.public_material_bytes() / 2**30:.2f} GiB"
-                        if engine.client else "no encrypted layer: plaintext run")
+        if engine.client:
+            counts = engine.client.galois_key_counts()
+            short = (f" ({counts['truncated']} of {counts['count']} Galois keys made for the blocks' levels only)"
+                     if counts["truncated"] else "")
+            console.message(f"public key material {engine.client.public_material_bytes() / 2**30:.2f} GiB{short}")
+        else:
+            console.message("no encrypted layer: plaintext run")
         if engine.refresh_note:
             console.message(engine.refresh_note)
         if engine.refresh_mode == "bootstrap":

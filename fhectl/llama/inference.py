@@ -68,6 +68,7 @@ class RunResult:
     stage_seconds: dict = field(default_factory=dict)
     seconds_total: float = 0.0
     key_bytes: int = 0
+    galois_keys: dict = field(default_factory=dict)  # {"count", "truncated": made for the circuits' levels only}
     layout: dict = field(default_factory=dict)
     plan: dict = field(default_factory=dict)
     refresh: str = "client"  # "client" (round trips to the key holder) or "bootstrap" (none)
@@ -129,6 +130,7 @@ class LlamaBlocks:
         self.stream_scales = [d.stream_scale for d in domains[:n_layers]]
         self.refresh_note = ""
         self.refresh_mode = "client"
+        self.key_levels: dict[int, int] | None = None  # step -> highest level used, for truncated keys
         if refresh != "client" and n_layers:
             why = self._try_bootstrap(weights, domains)
             if why and refresh == "bootstrap":
@@ -151,16 +153,24 @@ class LlamaBlocks:
         except InputError as exc:
             return f"profile {params.name}: the circuits do not fit the {top} levels a bootstrapping refresh gives: {exc}"
         steps = set(bootstrap_rotation_steps(params))
+        boot_steps = {s % params.slots for s in steps}  # as the plan names them: one Galois element each
+        levels: dict[int, int] = {}
         try:  # before any key is generated
             for b in blocks:
                 p = plan_bootstrapped_block(b, params)
                 steps |= set(p["rotation_steps"])
+                for s, lvl in p["rotation_levels"].items():
+                    levels[s] = max(levels.get(s, 0), lvl)
                 self.plan = p
         except LevelError as exc:
             depth = bootstrap_config(params).depth()
             return (f"profile {params.name} cannot bootstrap inside the Llama blocks ({depth} of its "
                     f"{params.max_level} levels go to bootstrapping): {exc}")
         self.blocks, self.rotation_steps, self.refresh_mode = blocks, sorted(steps), "bootstrap"
+        # the blocks run below the bootstrapping primes: their own keys are made for the levels they rotate at
+        # only (at boot-n16-128 levels <= 7: 2 digits of 14 limbs instead of 6 of 33, 9.4 GiB of expanded keys
+        # for SmolLM2 instead of 19.3); the bootstrapper's steps stay full (CoeffsToSlots rotates at the top)
+        self.key_levels = {s: lvl for s, lvl in levels.items() if s not in boot_steps}
         return ""
 
     def _plan_client(self, weights, domains) -> None:
@@ -210,8 +220,8 @@ class EncryptedLlama:
         self.ctx = CKKSContext(params, device=device)
         bootstrapping = bool(n_layers) and self.refresh_mode == "bootstrap"
         # the rotation steps already hold the bootstrapper's; its CoeffsToSlots also conjugates
-        self.client = Client(self.ctx, self.server_part.rotation_steps, random,
-                             conjugation=bootstrapping) if n_layers else None
+        self.client = Client(self.ctx, self.server_part.rotation_steps, random, conjugation=bootstrapping,
+                             key_levels=self.server_part.key_levels) if n_layers else None
         self.server = self.client.server_evaluator() if n_layers else None
         self.bootstrapper = None
         if bootstrapping:  # only then: a profile that cannot bootstrap has no bootstrapping configuration
@@ -249,7 +259,7 @@ class EncryptedLlama:
         if seg.total > self.layout.tokens:
             raise InputError(f"{seg.total} tokens exceed the {self.layout.tokens} of one ciphertext; fewer prompts")
         result = RunResult(self.n_layers, self.cfg.n_layer, key_bytes=self.client.public_material_bytes()
-                           if self.client else 0,
+                           if self.client else 0, galois_keys=self.client.galois_key_counts() if self.client else {},
                            layout={"slots": self.layout.slots, "tokens": self.layout.tokens,
                                    "features_per_chunk": self.layout.chunk, "prompts": len(prompts),
                                    "tokens_used": seg.total},

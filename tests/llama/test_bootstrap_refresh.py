@@ -57,6 +57,10 @@ def test_bootstrap_is_the_default_and_makes_no_round_trip(checkpoint, prompt):
     assert boot["bootstraps"] == plan["bootstraps_per_block"] == sum(boot["by_stage"].values()) > 0
     assert boot["levels"] == plan["levels"]  # the simulator planned the levels the run used
     assert boot["levels"]["softmax"]["out"] == plan["refresh_level"] == 32 - 16 - 1
+    # the blocks' own rotation keys are made for the levels the plan uses them at (below the bootstrapping's)
+    keys = step["galois_keys"]
+    assert 0 < keys["truncated"] < keys["count"], keys
+    assert "Galois keys made for the blocks' levels only" in res.stderr
     assert step["indicator"]["clean"] and step["indicator"]["stages"]
     assert set(step["stage_seconds"]) >= {"softmax", "silu", "residual", "block output"}
     (layer,) = step["layers"]

@@ -18,14 +18,15 @@ thread for OpenFHE, at commit a0dcbbe):
   (report 2026-11-22_02848c7f). The tiny --quick model (n_embd 16) at
   tiny-deep-insecure: 0.7 s and 0.8 s a run. Other widths are interpolated
   between the two on a log-log scale;
-* the bootstrap suite is scaled from runs at boot-n16-128 as it was then (N = 2^16, 28 + 6
-  limbs, 6 digits, budget [3, 3], sparse-secret encapsulation, 2 Numba threads,
-  a busy 2-core machine): fhectl's keys (relinearization, 40 Galois,
-  encapsulation) 60-107 s, one pass 19 s and the refined bootstrapping (two
-  passes) 40 s once warm, the first call about 60 s longer (Numba loading its
-  kernels, the transforms' diagonals encoded), peak RSS 13.6 GB; OpenFHE's
-  EvalBootstrap 116-119 s and 15 GB at N = 2^16 (its own parameters, measured
-  earlier); OpenFHE's set-up there was not measured and is taken as fhectl's.
+* the bootstrap suite is scaled from the run at boot-n16-128 of report
+  2026-12-01_0a23c05b (N = 2^16, 27 + 6 limbs, 6 digits, budget [3, 3],
+  sparse-secret encapsulation, EvalMod of 11 + 4 products, 2 Numba threads, a
+  quiet 2-core machine): fhectl's set-up (relinearization, 39 Galois and the
+  encapsulation keys) 26-38 s, one pass 10.5 s and the refined bootstrapping (two
+  passes) 21 s once warm, the first call about 7 s longer (Numba loading its
+  kernels, the transforms' diagonals encoded), peak RSS 11.9 GiB; OpenFHE's
+  set-up 33 s, EvalBootstrap 16 s, 13.6 GiB (its own parameters). On a busy
+  machine everything takes 2-5x longer (the report before, 2026-12-01_9d471d01).
   Time scales with a bootstrapping's key switches (``bootstrap_key_switches``)
   times one key switch's work (N log N (L + 1 + K) dnum), set-up with the keys'
   bytes. Memory (``bootstrap_side_peak_bytes``): the switching keys held in
@@ -33,8 +34,8 @@ thread for OpenFHE, at commit a0dcbbe):
   the encapsulation key to the dense secret; each dnum x 2 x (L + 1 + K) x N
   words) plus the transforms' cached diagonals (one plaintext of l + 1 limbs per
   diagonal, l the level its group runs at), times a factor for the working set
-  fitted to the 13.6 GB (the model gives 11.7 GiB of keys, diagonals and
-  interpreter); OpenFHE's as fhectl's times 15 / 13.6. Both sides in one process
+  fitted to the 11.9 GiB (the model gives 11.3 GiB of keys, diagonals and
+  interpreter); OpenFHE's as fhectl's times 13.6 / 11.9. Both sides in one process
   add up; in process blocks (the isolated mode) the larger one is the peak;
 * the first run after an install also compiles the Numba kernels (up to a few
   minutes, once; later runs load them from the cache); that is not included.
@@ -73,15 +74,13 @@ def switching_key_bytes(params: Parameters) -> int:
 
 
 # The bootstrap suite at boot-n16-128 (see the module docstring)
-# eval_mod_products: those runs computed every T_i of the degree-27 series, then 4 double angles (the formula
-# then in use counted degree + double angles)
-BOOT_REF = {"log_n": 16, "limbs_qp": 34, "dnum": 6, "budget": (3, 3), "eval_mod_products": 31, "keys": 42}
-BOOT_SETUP_S = {"fhectl": 85.0, "openfhe": 85.0}  # OpenFHE's: not measured, taken as fhectl's
-BOOT_ROUND_S = {"fhectl": 40.0, "fhectl (one pass)": 19.0, "openfhe": 117.0}
-BOOT_FIRST_CALL_S = {"fhectl": 60.0, "openfhe": 0.0}  # more than a warm call: kernels loaded, diagonals encoded
+BOOT_REF = {"log_n": 16, "limbs_qp": 33, "dnum": 6, "budget": (3, 3), "eval_mod_products": 15, "keys": 42}
+BOOT_SETUP_S = {"fhectl": 32.0, "openfhe": 33.0}
+BOOT_ROUND_S = {"fhectl": 21.0, "fhectl (one pass)": 10.5, "openfhe": 16.2}
+BOOT_FIRST_CALL_S = {"fhectl": 7.0, "openfhe": 0.5}  # more than a warm call: kernels loaded, diagonals encoded
 BOOT_CHILD_OVERHEAD_S = 5.0  # a fresh interpreter's imports, per child process
-BOOT_MEASURED_PEAK = {"fhectl": 13.6e9, "openfhe": 15.0e9}
-BOOT_WORKING_SET = 1.08  # measured peak / (keys + diagonals + interpreter) at boot-n16-128
+BOOT_MEASURED_PEAK = {"fhectl": 12.81e9, "openfhe": 14.65e9}
+BOOT_WORKING_SET = 1.06  # measured peak / (keys + diagonals + interpreter) at boot-n16-128
 
 
 def bootstrap_rotations(log_n: int, cts_levels: int, stc_levels: int) -> float:

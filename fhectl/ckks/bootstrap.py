@@ -375,7 +375,10 @@ class DiagonalTransform:
     (signed offsets). Writing k = g + c with c = k mod b (b a power of two, the baby step) and g the rest,
     sum_k diag_k * rot_k(z) = sum_g rot_g( sum_c rot_{-g}(diag_{g + c}) * rot_c(z) ): the baby rotations of
     the input share one ModUp (hoisted), the giant ones act on the inner sums [Halevi, Shoup 2014].
-    b minimises the number of distinct rotations.
+    b minimises the number of distinct rotations. The giant rotations act before the rescale, and the sum is
+    rescaled once: a rescale per giant step (two at CoeffsToSlots' first group) would cost about 0.4 key switch
+    each, and the key-switching noise, added at the larger scale, is then divided by the dropped primes too
+    (measured at N = 2^14: 0.9 bits more in one pass, the same inputs and keys, ABAB in one process).
     """
 
     def __init__(self, diagonals: Diagonals, n: int, cache_size: int = 1):
@@ -454,11 +457,10 @@ class DiagonalTransform:
                     be.mul_accumulate(be.polys(acc, i, i + 1), be.polys(babies[c].data, i, i + 1), pts[g + c], rows)
             inner = Ciphertext(data=acc, level=ct.level, scale=ct.scale * pt_scale, params_id=ct.params_id,
                                key_id=ct.key_id, slots=ct.slots)
-            for _ in range(primes):
-                inner = ev.rescale(inner)  # level l - primes, scale ~ out_scale
-            if g:
-                inner = ev.rotate(inner, g)
+            inner = ev.rotate(inner, g) if g else inner  # level l, before the rescale: see the docstring
             total = inner if total is None else ev.add(total, inner)
+        for _ in range(primes):
+            total = ev.rescale(total)  # level l - primes, scale ~ out_scale
         total.scale = out_scale  # equal to it up to float rounding of the product above
         return total
 

@@ -48,7 +48,8 @@ Limits, said plainly. The bound covers every slot, masked ones included (the sin
 mix all slots): the circuits zero or bound what they mask. The error is absolute, 16 bits of the bound: a
 wide domain (a norm's mean square over several decades) keeps less relative precision at its low end than a
 client refresh, which re-encrypts exactly. Measured on the tiny Llama block: 9-11 bits against the float64
-model, 11.7 with client refresh (tests/llama/test_bootstrap_refresh.py).
+model, 11.7 with client refresh (tests/llama/test_bootstrap_refresh.py); on the tiny GPT-2 blocks 9.8-10.8 bits,
+13.9 with client refresh (tests/gpt2/test_gpt2_bootstrap_refresh.py).
 
 ``SimBootstrapper`` is the bootstrapper on the level simulator: the same ``BootstrapRefresh`` code then plans a
 block (``plan_bootstrapped_block``), so the depth plan, the levels per refresh and the bootstraps per block come
@@ -326,11 +327,16 @@ def plan_bootstrapped_block(block, params, indicator: bool = True) -> dict:
 @dataclass
 class BootstrappedBlocks:
     """Encrypted blocks built for bootstrapping, with the level simulator's plan of each and the rotation steps
-    (the blocks' and the bootstrapper's) the key holder must make Galois keys for."""
+    (the blocks' and the bootstrapper's) the key holder must make Galois keys for. ``key_levels``: the blocks'
+    own steps (those the bootstrapper does not share) -> the highest level the plans rotate by them at, so
+    their keys are made for those levels only (``Client(key_levels=...)``, ``fhectl.ckks.keys.SwitchingKey``:
+    at boot-n16-128 levels <= 7, 2 digits of 14 limbs instead of 6 of 33); the bootstrapper's stay full
+    (CoeffsToSlots rotates at the top)."""
 
     blocks: list
     plans: list[dict]
     rotation_steps: list[int]
+    key_levels: dict[int, int]
 
 
 def plan_bootstrapped_blocks(make_block, n_layers: int, params, family: str) -> tuple[BootstrappedBlocks | None, str]:
@@ -348,16 +354,20 @@ def plan_bootstrapped_blocks(make_block, n_layers: int, params, family: str) -> 
         return None, (f"profile {params.name}: the circuits do not fit the {top} levels a bootstrapping refresh "
                       f"gives: {exc}")
     steps = set(bootstrap_rotation_steps(params))
-    plans = []
+    boot_steps = {s % params.slots for s in steps}  # as the plans name them: one Galois element each
+    plans, levels = [], {}
     try:
         for b in blocks:
             plans.append(plan_bootstrapped_block(b, params))
             steps |= set(plans[-1]["rotation_steps"])
+            for s, lvl in plans[-1]["rotation_levels"].items():
+                levels[s] = max(levels.get(s, 0), lvl)
     except LevelError as exc:
         depth = bootstrap_config(params).depth()
         return None, (f"profile {params.name} cannot bootstrap inside the {family} blocks ({depth} of its "
                       f"{params.max_level} levels go to bootstrapping): {exc}")
-    return BootstrappedBlocks(blocks, plans, sorted(steps)), ""
+    key_levels = {s: lvl for s, lvl in levels.items() if s not in boot_steps}
+    return BootstrappedBlocks(blocks, plans, sorted(steps), key_levels), ""
 
 
 def client_bootstrapper(client, server, params, random=None) -> Bootstrapper:

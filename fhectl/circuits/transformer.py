@@ -15,6 +15,11 @@ the softmax (normalise-and-square, Cho et al., CCS 2024: ``fhectl.circuits.softm
 row sums and refreshes on that one ciphertext instead of T.
 
 Levels are annotated per line (``# L -> L-1``: one rescale), as in the encrypted blocks.
+
+With bootstrapping (``fhectl.circuits.bootstrap_refresh``) a refresh must scale its input below q0 / Delta
+first, which takes a level or a shrunk scale label; the pieces both blocks need for that are here: the norm's
+last product (``norm_product``), a wide activation whose output may end at level 0
+(``activation_for_bootstrapping``) and the residual sums (``residual_block_shrunk``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Protocol
 import numpy as np
 
 from fhectl.ckks.params import Parameters
+from fhectl.circuits.domains import RSQRT_MAX_OUTPUT, STREAM_LIMIT
 from fhectl.circuits.levels import SimEvaluator
 from fhectl.circuits.packing import Layout
 from fhectl.circuits.refresh import level0_interval
@@ -228,6 +234,43 @@ class PackedHeads:
         return ev.rescale(out)  # 2 -> 1
 
 
+# -- pieces both blocks end their norms and activations with ------------------------------------------
+
+
+def norm_product(ev, x, r, refresh, stage: str, levels_after: int, spare: bool, x_domain: tuple[float, float]):
+    """x * r, the last product of a norm (x the stream or its centred copy, r = c / sqrt(.) from the wide
+    circuit), left at ``levels_after``. With client refresh both go back together when either is short (one
+    more ciphertext costs only bytes); with bootstrapping (``spare``) only what is short, each with its bound
+    (x: ``x_domain``; r <= RSQRT_MAX_OUTPUT by the choice of c), one bootstrap each."""
+    lvl = levels_after + 1
+    if spare and min(x.level, r.level) < lvl:
+        if x.level < lvl:
+            (x,) = refresh.refresh([x], f"{stage} product", domains=[x_domain])
+        if r.level < lvl:
+            (r,) = refresh.refresh([r], f"{stage} product", domains=[(-RSQRT_MAX_OUTPUT, RSQRT_MAX_OUTPUT)])
+    else:
+        x, r = refresh.ensure_levels_all([x, r], lvl, f"{stage} product")
+    return ev.rescale(ev.mul(ev.drop_level(x, lvl), ev.drop_level(r, lvl)))  # -> levels_after
+
+
+def activation_for_bootstrapping(ev, act, xs, refresh, levels: int, stage: str) -> list:
+    """act(x) for each x (a ``wide.SaturatedProduct``: SiLU, GELU), each left with at least ``levels`` levels
+    for what follows. Its last stage may take every level a bootstrapping refresh gives and end at level 0,
+    where |act(x)| <= bound (the domain's end) cannot be scaled down before the sine: so the output lands on
+    the scale Delta / 2^b and is relabelled Delta (the message is act / 2^b, exact and free), is refreshed
+    with that shrunk interval (the range indicator checks it), and mul_int(2^b) restores it (no level)."""
+    bound = act.domain[1]
+    b = refresh.model.shift_for(bound)
+    out = []
+    for x in xs:
+        a = act.evaluate(ev, x, refresh=refresh, target_scale=x.scale / 2**b)
+        a.scale = x.scale  # relabel: the message is act / 2^b
+        if a.level < levels:
+            (a,) = refresh.refresh([a], stage, domains=[(-bound / 2**b, bound / 2**b)])
+        out.append(ev.mul_int(a, 2**b) if b else a)
+    return out
+
+
 # -- the residual stream's public scale ---------------------------------------------------------------
 
 
@@ -250,6 +293,29 @@ def residual_block(ev, h, attention, mlp, refresh, seg: Segments, clock: StageCl
     (h,) = refresh.refresh([h], "residual", domains=at_level0)  # round trip -> top
     h = ev.add(h, mlp(ev, h, refresh, seg, clock))  # level 0
     (h,) = refresh.refresh([h], "block output", domains=at_level0)  # round trip -> top
+    return h
+
+
+def residual_block_shrunk(ev, h, attention, mlp, refresh, seg: Segments, clock: StageClock):
+    """The residual pattern for bootstrapping. Each half ends at level 0 (its last linear layer runs at level
+    1), so its sum cannot be scaled down before bootstrapping; instead it is computed shrunk, (h + a) / 2^b
+    with |h + a| / 2^b <= the bootstrapping bound: h by a constant product (it has levels), a by its scale
+    label (the half's last linear layer lands on h.scale / 2^b, its ``out_scale``, and is relabelled h.scale:
+    exact and free). The refresh checks the shrunk interval and mul_int(2^b) restores the stream (no level).
+    The interval is +-4 STREAM_LIMIT (calibration makes |h / s| <= STREAM_LIMIT on its prompts; the factor 4
+    is the margin for unseen ones, and the range indicator checks it), at most the level-0 interval."""
+    lo, hi = level0_interval(ev.ctx.params)
+    hi = min(hi, 4.0 * STREAM_LIMIT)
+    lo = -hi
+    b = refresh.model.shift_for(hi)
+    shrunk = [(lo / 2**b, hi / 2**b)]
+    for half, stage in ((attention, "residual"), (mlp, "block output")):
+        a = half(ev, h, refresh, seg, clock, out_scale=h.scale / 2**b)  # level 0, a at label h.scale / 2^b
+        a.scale = h.scale  # relabel: the message is a / 2^b
+        with clock.stage(stage):
+            hs = ev.rescale(ev.mul_const(h, 2.0**-b))  # h / 2^b, one level of the refreshed stream
+            (h,) = refresh.refresh([ev.add(hs, a)], stage, domains=shrunk)  # 1 bootstrap: level 0 -> top
+            h = ev.mul_int(h, 2**b)  # exact, no level
     return h
 
 
@@ -292,5 +358,5 @@ def plan_block(block: TransformerBlock, params: Parameters) -> dict:
             "counters": dict(ev.counters)}
 
 
-__all__ = ["PackedHeads", "Segments", "SimRefresh", "StageClock", "TransformerBlock", "plan_block", "rescale_stream",
-           "residual_block"]
+__all__ = ["PackedHeads", "Segments", "SimRefresh", "StageClock", "TransformerBlock", "activation_for_bootstrapping",
+           "norm_product", "plan_block", "rescale_stream", "residual_block", "residual_block_shrunk"]

@@ -95,12 +95,14 @@ MAX_RATIO_AFTER_FIRST = 2.0**17
 
 
 @lru_cache(maxsize=256)
-def _plan_inverse_sqrt(ratio: float, rel_tol: float, budget: int, first: bool = False) -> tuple | None:
-    """Least-depth degree sequence (compress degrees..., final degree) within ``budget`` levels, or None."""
+def _plan_inverse_sqrt(ratio: float, rel_tol: float, budget: int, first: bool = False,
+                       max_stage: int | None = None) -> tuple | None:
+    """Least-depth degree sequence (compress degrees..., final degree) within ``budget`` levels, or None;
+    with ``max_stage``, every stage (a reduction: j + 2 levels for degree 2^j - 1; the finish: j + 1) within it."""
     best = None
     for j in range(2, 8):  # finish here
         d = (1 << j) - 1
-        if j + 1 > budget:
+        if j + 1 > budget or (max_stage is not None and j + 1 > max_stage):
             break
         _, lo, hi = _relative_fit(ratio, d)
         if max(1.0 - lo, hi - 1.0) <= rel_tol:
@@ -109,13 +111,13 @@ def _plan_inverse_sqrt(ratio: float, rel_tol: float, budget: int, first: bool = 
     for j in range(7, 2, -1):  # or compress (large degrees first: a good bound early), then recurse
         d = (1 << j) - 1
         cost, limit = j + 2, (best[0] - 1 if best else budget)
-        if cost + 3 > limit:
+        if cost + 3 > limit or (max_stage is not None and cost > max_stage):
             continue
         _, lo, hi = _relative_fit(ratio, d)
         nxt = float(f"{(hi / lo) ** 2 * (1.0 + 1e-6):.6g}")
         if lo <= 0 or nxt > ratio / 4 or (first and nxt > MAX_RATIO_AFTER_FIRST):
             continue
-        sub = _plan_inverse_sqrt(nxt, rel_tol, limit - cost)
+        sub = _plan_inverse_sqrt(nxt, rel_tol, limit - cost, False, max_stage)
         if sub is not None and (best is None or cost + sub[0] < best[0]):
             best = (cost + sub[0], (d,) + sub[1])
     return best
@@ -221,14 +223,18 @@ def _scaled(coeffs, factor: float, l: float, u: float, name: str) -> ChebyshevPo
 
 @lru_cache(maxsize=32)
 def inverse_sqrt_wide(a: float, b: float, rel_tol: float = 2.0**-12, out_scale: float = 1.0,
-                      max_depth: int = 40) -> WideInverseSqrt:
-    """out_scale / sqrt(x) on [a, b] (0 < a < b) with relative error <= rel_tol, least depth."""
+                      max_depth: int = 40, max_stage_levels: int | None = None) -> WideInverseSqrt:
+    """out_scale / sqrt(x) on [a, b] (0 < a < b) with relative error <= rel_tol, least depth. With
+    ``max_stage_levels`` (a bootstrapping profile's levels per refresh), every stage fits it: lower degrees and
+    more reductions where one stage would be deeper (SmolLM2's later blocks need 9 levels otherwise, at
+    boot-n16-128 a refresh gives 8)."""
     if not (math.isfinite(a) and math.isfinite(b) and 0 < a < b):
         raise InputError(f"inverse_sqrt_wide needs a domain 0 < a < b, got [{a}, {b}]")
-    plan = _plan_inverse_sqrt(float(f"{b / a:.6g}"), rel_tol, max_depth - 1, True)
+    plan = _plan_inverse_sqrt(float(f"{b / a:.6g}"), rel_tol, max_depth - 1, True, max_stage_levels)
     if plan is None:
-        raise InputError(f"inverse_sqrt_wide on [{a:.6g}, {b:.6g}]: no composite within {max_depth} levels reaches "
-                         f"relative error {rel_tol:.3g}")
+        within = "" if max_stage_levels is None else f" with stages of at most {max_stage_levels} levels"
+        raise InputError(f"inverse_sqrt_wide on [{a:.6g}, {b:.6g}]: no composite within {max_depth} levels{within} "
+                         f"reaches relative error {rel_tol:.3g}")
     degrees = plan[1]
     # intervals of v_i (v_0 = x / b), and the fits on them (a fit on [1/R, 1] moved to [l, l R])
     ratio = float(f"{b / a:.6g}")
@@ -446,9 +452,11 @@ def silu_wide(bound: float = 128.0, tol: float = 1e-4, max_degree: int = 1023,
     return _saturated("silu", float(bound), float(tol), int(max_degree), max_stage_levels)
 
 
-def gelu_wide(bound: float = 128.0, tol: float = 1e-4, max_degree: int = 1023) -> SaturatedProduct:
-    """GPT-2's tanh GELU on [-bound, bound] with |error| <= tol |x|; least depth, then fewest products."""
-    return _saturated("gelu", float(bound), float(tol), int(max_degree))
+def gelu_wide(bound: float = 128.0, tol: float = 1e-4, max_degree: int = 1023,
+              max_stage_levels: int | None = None) -> SaturatedProduct:
+    """GPT-2's tanh GELU on [-bound, bound] with |error| <= tol |x|; least depth, then fewest products. With
+    ``max_stage_levels``, every stage fits it, as for ``silu_wide``."""
+    return _saturated("gelu", float(bound), float(tol), int(max_degree), max_stage_levels)
 
 
 __all__ = ["SaturatedProduct", "WideInverseSqrt", "gelu_wide", "inverse_sqrt_wide", "silu_wide"]

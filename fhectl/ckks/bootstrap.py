@@ -86,6 +86,10 @@ from fhectl.errors import FhectlError, LevelError, MissingKeyError, ParameterErr
 # Configuration and the plaintext model
 
 MAX_APPROXIMATION_ERROR = 2.0**-30  # EvalMod's interpolant, before the double angles (tiny profile: 2^-40)
+# A dense-secret profile runs CoeffsToSlots and EvalMod on its scaling primes: at Delta = 2^40
+# (tiny-deep-insecure, q0 / Delta = 2^15) one bootstrapping kept 1.4 bits, at 2^52 (tiny-bootstrap-insecure,
+# q0 / Delta = 2^8) 18 bits. Below this the default circuit is refused rather than run to garbage.
+MIN_DENSE_SCALE_BITS = 50
 
 
 def k_bound(params: Parameters, failure_log2: float = -20.0, hamming_weight: int | None = None) -> int:
@@ -147,10 +151,17 @@ class BootstrapConfig:
     @staticmethod
     def for_params(params: Parameters) -> "BootstrapConfig":
         """The circuit a profile was made for: encapsulated when it declares bootstrapping primes
-        (``bootstrap_mod_bits``), else the dense default, which only small rings can use: ParameterError when
-        its EvalMod interpolant cannot cover the dense secret's K (K ~ 400 at N = 2^16)."""
+        (``bootstrap_mod_bits``), else the dense default, which only small rings with wide scaling primes can
+        use: ParameterError when the primes are narrower than MIN_DENSE_SCALE_BITS or its EvalMod interpolant
+        cannot cover the dense secret's K (K ~ 400 at N = 2^16)."""
         if params.bootstrap_levels:
             return BootstrapConfig.encapsulated()
+        if params.literal.scale_bits < MIN_DENSE_SCALE_BITS:
+            raise ParameterError(
+                f"profile {params.name} cannot bootstrap: its circuits would run on its {params.literal.scale_bits}-bit "
+                f"scaling primes, and below {MIN_DENSE_SCALE_BITS} bits the default circuit keeps no precision "
+                "(measured: 1.4 bits at 40); bootstrappable profiles set primes aside for it "
+                "(bootstrap_mod_bits: boot-n16-128) or scale at 2^52 (tiny-bootstrap-insecure)")
         config = BootstrapConfig.default(params)
         error = config.approximation_error()
         if error > MAX_APPROXIMATION_ERROR:

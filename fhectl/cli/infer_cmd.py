@@ -13,6 +13,7 @@ from rich.text import Text
 from fhectl.cli import console
 from fhectl.cli.errors import guarded
 from fhectl.cli.options import Choice, Device, Insecure, Json
+from fhectl.cli.refresh_report import bootstrap_report, refuse_unbootstrappable
 from fhectl.errors import InputError
 
 
@@ -38,11 +39,11 @@ class RefreshChoice(Choice):
 
 Refresh = Annotated[RefreshChoice, typer.Option(
     "--refresh", case_sensitive=False,
-    help="How levels are restored inside a block (Llama family): bootstrap (the server bootstraps, zero round "
+    help="How levels are restored inside a block (both models): bootstrap (the server bootstraps, zero round "
     "trips; a homomorphic range indicator replaces the key holder's domain checks), client (ciphertexts go back to "
     "the key holder to be decrypted and re-encrypted) or auto (bootstrap when the profile's chain fits the "
     "bootstrapper and the blocks, else client with a note). An explicit bootstrap on a profile that cannot is "
-    "an error (exit 3).")]
+    "an error (exit 3); with --server the server uses client refresh.")]
 AllowOutOfDomain = Annotated[bool, typer.Option(
     "--allow-out-of-domain",
     help="With bootstrapping: report a range indicator that reads out of domain instead of failing (exit 7).")]
@@ -106,10 +107,6 @@ def infer(
 
         return infer_llama(prompt, str(model), weights, chat, layers, max_new_tokens, profile, insecure, str(device),
                            json, random_weights_flag, system, revision, server, str(refresh), allow_out_of_domain)
-    if refresh == RefreshChoice.bootstrap:
-        raise InputError("--refresh bootstrap runs the Llama family (--model smollm2-135m); GPT-2 uses client refresh")
-    if refresh == RefreshChoice.auto:
-        console.message("client refresh: bootstrapping is wired for the Llama family only")
     if server is not None:
         raise InputError("--server runs the Llama family (--model smollm2-135m); GPT-2 is not served yet")
     if chat or system is not None:
@@ -128,6 +125,8 @@ def infer(
     from fhectl.gpt2.pipeline import calibrated_domains, check_fits, open_model, token_capacity
 
     params = load_parameters(profile, allow_insecure=insecure)
+    if refresh == RefreshChoice.bootstrap:  # what the profile alone decides, before the weights load
+        refuse_unbootstrappable(params)
     with console.stage("model config and tokenizer" if weights or random_weights_flag else
                        "model config and tokenizer (from the Hugging Face Hub on first use)"):
         source = open_model(weights, random_weights_flag, seed, revision)
@@ -151,7 +150,15 @@ def infer(
                                                    min(total_tokens, token_capacity(params, cfg)), seed)
     console.message(f"calibration: {calib_source}")
     with console.stage("generating keys (the client's secret stays on the client; the server gets public keys)"):
-        engine = EncryptedGPT2(w, params, domains, n_layers, max_tokens=total_tokens, device=str(device))
+        engine = EncryptedGPT2(w, params, domains, n_layers, max_tokens=total_tokens, device=str(device),
+                               refresh=str(refresh))
+    if engine.refresh_note:
+        console.message(engine.refresh_note)
+    if engine.refresh_mode == "bootstrap":
+        plan = engine.plans[0]
+        console.message(f"refresh: bootstrapping on the server, {plan['bootstraps_per_block']} bootstraps per block "
+                        f"planned (level simulator), 0 round trips; a refresh returns level {plan['refresh_level']} "
+                        f"of {params.max_level}")
 
     with console.progress(transient=True) as bar:
         task = bar.add_task("encrypted blocks", total=n_layers * max_new_tokens)
@@ -162,7 +169,8 @@ def infer(
                               markup=False, highlight=False)
             bar.advance(task)
 
-        result = engine.generate(ids, max_new_tokens, on_block=on_block)
+        result = engine.generate(ids, max_new_tokens, on_block=on_block,
+                                 out_of_domain="report" if allow_out_of_domain else "raise")
     continuation = tokenizer.decode(result.generated_ids)
     reference = tokenizer.decode(result.reference_ids)
     agree = sum(t.encrypted_top1 == t.reference_top1 for t in result.tokens)
@@ -176,6 +184,7 @@ def infer(
         "profile": params.describe(),
         **result.as_dict(),
         "top1_agreement": agree / len(result.tokens) if result.tokens else None,
+        "indicator_clean": all(v["clean"] for v in result.indicators) if result.indicators else None,
     }
     if json:
         console.print_json(data)
@@ -199,10 +208,14 @@ def infer(
     st = result.stats
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in st.stage_seconds.items())
     console.message(f"time per stage: {stages}")
-    plan = result.plans[0]
-    console.message(f"level plan (level simulator, block 0; fresh ciphertexts have {params.max_level} levels): "
-                    f"{plan['round_trips']} client round trips per block: "
-                    + ", ".join(f"{k} {v}" for k, v in plan["refreshes"].items()))
+    if result.refresh == "bootstrap":
+        for line in bootstrap_report(result.bootstrap, result.indicators, n_layers, len(result.tokens)):
+            console.message(line)
+    else:
+        plan = result.plans[0]
+        console.message(f"level plan (level simulator, block 0; fresh ciphertexts have {params.max_level} levels): "
+                        f"{plan['round_trips']} client round trips per block: "
+                        + ", ".join(f"{k} {v}" for k, v in plan["refreshes"].items()))
     console.message("residual stream scales per block (the server holds h / s): "
                     + ", ".join(f"{s:g}" for s in result.stream_scales))
     console.message(

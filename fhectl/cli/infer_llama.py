@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.table import Table
 
 from fhectl.cli import console
-from fhectl.errors import InputError, ParameterError
+from fhectl.cli.refresh_report import bootstrap_report, refuse_unbootstrappable
+from fhectl.errors import InputError
 
 # The main job's default: how many of SmolLM2's 30 blocks run encrypted when --layers is not given. One
 # encrypted block takes about two minutes on a 2-core CPU at N = 2^16 (one pass per generated token), so the
@@ -41,11 +42,7 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
     text = read_prompt(prompt)
     params = load_parameters(profile, allow_insecure=insecure) if server is None else None
     if params is not None and refresh == "bootstrap":  # what the profile alone decides, before the weights load
-        from fhectl.circuits.bootstrap_refresh import bootstrap_fits
-
-        fits, why = bootstrap_fits(params, 1)
-        if not fits:
-            raise ParameterError(f"--refresh bootstrap: {why}")
+        refuse_unbootstrappable(params)
     with console.stage(f"reading the {model} config and tokenizer"):
         cfg, tok, source, load_weights = open_model(model, weights, revision=revision)
     service = served = None
@@ -182,19 +179,8 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
     st = last.stats
     console.message("time per stage (last step): " + ", ".join(f"{k} {v:.1f}s" for k, v in last.stage_seconds.items()))
     if mode == "bootstrap":
-        boot = last.bootstrap
-        per_block = boot["bootstraps"] / max(1, n_layers)
-        console.message(f"bootstrapping refresh per step: {boot['bootstraps']} bootstraps ({per_block:g} per block), "
-                        f"0 round trips; per stage: " + ", ".join(
-                            f"{k} {n} ({boot['seconds_by_stage'][k]:.1f}s)" for k, n in boot["by_stage"].items()))
-        console.message("levels per refresh stage (arrives at -> leaves at, values scaled by 2^-b): " + ", ".join(
-            f"{k} {'/'.join(map(str, v['in']))}->{v['out']} b={'/'.join(map(str, v['shift']))}"
-            for k, v in boot["levels"].items()))
-        for i, v in enumerate(verdicts):
-            if len(verdicts) == 1 or not v["clean"] or v["suspect"]:
-                console.message(("" if len(verdicts) == 1 else f"step {i}: ") + v["summary"])
-        if len(verdicts) > 1 and indicator_clean:
-            console.message(f"range indicator: clean in all {len(verdicts)} steps")
+        for line in bootstrap_report(last.bootstrap, verdicts, n_layers, unit="step"):  # the last step's
+            console.message(line)
     else:
         console.message(f"client refreshes per step: {st.refresh_round_trips} round trips "
                         f"({st.refresh_bytes_to_client / 2**20:.0f} MiB to the client, "

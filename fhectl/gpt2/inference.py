@@ -15,6 +15,14 @@ The server holds the residual stream divided by a public power of two per block
 each decryption. The depth plan and the rotation keys come from running each
 block on the level simulator before any key is made, so a profile too shallow
 for the circuits fails in milliseconds.
+
+Levels are restored by client refresh (round trips to the key holder, who checks
+every domain) or, as for the Llama family, by bootstrapping on the server
+(``refresh="bootstrap"``: zero round trips; the domains travel as a homomorphic
+range indicator that the key holder reads with each pass's outputs,
+``fhectl.circuits.range_indicator``). "auto" bootstraps when the level simulator
+says the blocks fit with it, else falls back to client refresh and says why
+(``refresh_note``).
 """
 
 from __future__ import annotations
@@ -27,10 +35,13 @@ import numpy as np
 
 from fhectl.ckks.context import CKKSContext
 from fhectl.ckks.params import Parameters
+from fhectl.circuits.bootstrap_refresh import (REFRESH_MODES, BootstrapRefresh, BootstrapStats, client_bootstrapper,
+                                               plan_bootstrapped_blocks)
 from fhectl.circuits.packing import Layout
+from fhectl.circuits.range_indicator import IndicatorVerdict, RangeIndicator
 from fhectl.circuits.refresh import Client, ClientRefresh, Stats
 from fhectl.circuits.transformer import Segments, StageClock, plan_block, rescale_stream
-from fhectl.errors import InputError, LevelError
+from fhectl.errors import DomainError, InputError, LevelError, ParameterError
 from fhectl.gpt2.calibration import BlockDomains
 from fhectl.gpt2.encrypted import EncryptedBlock
 from fhectl.gpt2.model import GPT2
@@ -71,6 +82,10 @@ class InferenceResult:
     device: str = "cpu"
     plans: list[dict] = field(default_factory=list)  # per encrypted block, from the level simulator
     stream_scales: list[float] = field(default_factory=list)  # per encrypted block
+    refresh: str = "client"  # "client" (round trips to the key holder) or "bootstrap" (none)
+    refresh_note: str = ""  # why "auto" fell back to client refresh
+    bootstrap: dict = field(default_factory=dict)  # BootstrapStats.as_dict() over all passes, with bootstrapping
+    indicators: list[dict] = field(default_factory=list)  # per pass: the range indicator's verdict and summary
 
     def as_dict(self) -> dict:
         from dataclasses import asdict
@@ -97,23 +112,57 @@ def compare_logits(enc: np.ndarray, ref: np.ndarray, position: int) -> TokenRepo
 
 
 class EncryptedGPT2:
-    """Keys, packed blocks and the two roles for one model, prompt length and parameter set."""
+    """Keys, packed blocks and the two roles for one model, prompt length and parameter set.
+
+    ``refresh``: "client" (ciphertexts go back to the key holder when levels run out), "bootstrap" (the server
+    bootstraps: ``fhectl.circuits.bootstrap_refresh``; ParameterError if the profile cannot) or "auto"
+    (bootstrap when the level simulator says the blocks fit with it, else client; ``refresh_note`` says why).
+    ``refresh_mode`` is what was chosen."""
 
     def __init__(self, weights: GPT2Weights, params: Parameters, domains: list[BlockDomains], n_layers: int,
-                 max_tokens: int, device: str = "cpu", random=None):
+                 max_tokens: int, device: str = "cpu", random=None, refresh: str = "client"):
         self.weights = weights
         self.model = GPT2(weights, dtype=np.float64)
         self.cfg = cfg = weights.config
         if not 1 <= n_layers <= cfg.n_layer:
             raise InputError(f"--layers must be in 1..{cfg.n_layer}, got {n_layers}")
+        if refresh not in REFRESH_MODES:
+            raise InputError(f"--refresh must be one of {', '.join(REFRESH_MODES)}, got {refresh!r}")
         self.params = params
         self.n_layers = n_layers
         if max_tokens > Layout.max_tokens(params.slots, cfg.n_embd):
             raise InputError(f"{max_tokens} tokens do not fit one ciphertext of profile {params.name} "
                              f"(at most {Layout.max_tokens(params.slots, cfg.n_embd)} for width {cfg.n_embd})")
         self.layout = Layout.for_model(params.slots, max_tokens, cfg.n_embd)
-        self.blocks = [EncryptedBlock(weights, i, self.layout, domains[i]) for i in range(n_layers)]
         self.stream_scales = [d.stream_scale for d in domains[:n_layers]]
+        self.refresh_mode, self.refresh_note = "client", ""
+        steps: set[int] = set()
+        key_levels = None
+        if refresh != "client":  # before any key is generated: the level simulator decides
+            planned, why = plan_bootstrapped_blocks(
+                lambda i, top: EncryptedBlock(weights, i, self.layout, domains[i], spare_level=True, stage_levels=top),
+                n_layers, params, "GPT-2")
+            if why and refresh == "bootstrap":
+                raise ParameterError(f"--refresh bootstrap: {why}")
+            if why:
+                self.refresh_note = f"client refresh: {why}"
+            else:
+                self.refresh_mode, self.blocks, steps = "bootstrap", planned.blocks, set(planned.rotation_steps)
+                key_levels = planned.key_levels
+                self.plans = [{k: v for k, v in p.items() if k != "rotation_steps"} for p in planned.plans]
+        if self.refresh_mode == "client":
+            steps = self._plan_client(weights, domains)
+        self.ctx = CKKSContext(params, device=device)
+        bootstrapping = self.refresh_mode == "bootstrap"
+        # with bootstrapping the steps hold the bootstrapper's too; its CoeffsToSlots also conjugates
+        self.client = Client(self.ctx, steps, random, conjugation=bootstrapping, key_levels=key_levels)
+        self.server = self.client.server_evaluator()  # the server sees the public material only
+        self.bootstrapper = client_bootstrapper(self.client, self.server, params, random) if bootstrapping else None
+
+    def _plan_client(self, weights, domains) -> set[int]:
+        """Blocks and per-block plans for client refresh; the rotation steps they need."""
+        params = self.params
+        self.blocks = [EncryptedBlock(weights, i, self.layout, domains[i]) for i in range(self.n_layers)]
         steps: set[int] = set()
         self.plans: list[dict] = []
         try:  # before any key is generated: a too-shallow profile fails in milliseconds
@@ -124,19 +173,34 @@ class EncryptedGPT2:
         except LevelError as exc:
             raise LevelError(f"profile {params.name} (fresh ciphertexts have {params.max_level} levels) is too "
                              f"shallow for the GPT-2 circuits: {exc}") from None
-        self.ctx = CKKSContext(params, device=device)
-        self.client = Client(self.ctx, steps, random)
-        self.server = self.client.server_evaluator()  # the server sees the public material only
+        return steps
 
-    def run_blocks(self, ids: list[int], stats: Stats, on_block=None) -> tuple[np.ndarray, list[BlockReport]]:
-        """Encrypted blocks on the prompt ``ids``; returns the final hidden state (T, C) and per-block reports."""
+    def _refresh(self, stats: Stats, boot_stats: BootstrapStats):
+        """One pass's refresh: the client's round trips, or the server's bootstrapping with a fresh range
+        indicator (the bootstrapper, and its encoded transforms, are shared by the passes)."""
+        if self.refresh_mode == "client":
+            return ClientRefresh(self.client, stats), None
+        indicator = RangeIndicator.fitting(self.server, self.params.scale, self.bootstrapper.output_level - 1)
+        return BootstrapRefresh(self.server, self.bootstrapper, boot_stats, indicator), indicator
+
+    def run_blocks(self, ids: list[int], stats: Stats, on_block=None, boot_stats: BootstrapStats | None = None,
+                   out_of_domain: str = "raise") -> tuple[np.ndarray, list[BlockReport], IndicatorVerdict | None]:
+        """Encrypted blocks on the prompt ``ids``; returns the final hidden state (T, C), per-block reports and,
+        with bootstrapping, the range indicator's verdict, which the key holder reads with the outputs: a stage
+        that may have left its domain is a DomainError (``out_of_domain="raise"``) or only reported
+        (``"report"``). ``boot_stats`` collects the bootstraps (a fresh one per call if None)."""
+        if out_of_domain not in ("raise", "report"):
+            raise InputError(f"out_of_domain must be 'raise' or 'report', got {out_of_domain!r}")
         n = len(ids)
         seg = Segments((n,))
         x = self.model.embed(ids)  # (T, C)
         ref = x.copy()
         s = self.stream_scales[0]
-        (h,) = self.client.encrypt_hidden(self.layout, x / s)  # the server holds h / s
-        refresh = ClientRefresh(self.client, stats)
+        refresh, indicator = self._refresh(stats, BootstrapStats() if boot_stats is None else boot_stats)
+        # the server holds h / s; with bootstrapping, encrypted at the level a refresh returns, so every block
+        # starts where the plan starts
+        level = self.plans[0]["refresh_level"] if indicator is not None else None
+        (h,) = self.client.encrypt_hidden(self.layout, x / s, level=level)
         clock = StageClock(stats.stage_seconds)
         reports = []
         for i, block in enumerate(self.blocks):
@@ -153,24 +217,36 @@ class EncryptedGPT2:
             if on_block is not None:
                 on_block(reports[-1])
         hidden = s * self.client.decrypt_hidden(self.layout, [h], n, self.cfg.n_embd)
+        verdict = None
+        if indicator is not None:  # the key holder reads the indicator with the outputs
+            verdict = indicator.read(self.client.decryptor, self.params.slots)
+            if not verdict.clean and out_of_domain == "raise":
+                raise DomainError(f"{verdict.summary()}; the outputs may be wrong (client refresh shows the values; "
+                                  "--allow-out-of-domain reports this instead of failing)")
         for i in range(self.n_layers, self.cfg.n_layer):  # blocks not run encrypted, in the clear on the client
             hidden = self.model.block(hidden, i)
-        return hidden, reports
+        return hidden, reports, verdict
 
-    def generate(self, prompt_ids: list[int], max_new_tokens: int, on_block=None) -> InferenceResult:
+    def generate(self, prompt_ids: list[int], max_new_tokens: int, on_block=None,
+                 out_of_domain: str = "raise") -> InferenceResult:
+        """Greedy decoding, one encrypted pass per new token; ``out_of_domain`` as for ``run_blocks``."""
         t_start = time.perf_counter()
         result = InferenceResult(prompt_ids=list(prompt_ids), generated_ids=[], reference_ids=[],
                                  n_encrypted_layers=self.n_layers, n_layers=self.cfg.n_layer,
                                  layout={"slots": self.layout.slots, "tokens": self.layout.tokens,
                                          "features_per_chunk": self.layout.chunk},
                                  key_bytes=self.client.public_material_bytes(), device=self.ctx.device,
-                                 plans=list(self.plans), stream_scales=list(self.stream_scales))
+                                 plans=list(self.plans), stream_scales=list(self.stream_scales),
+                                 refresh=self.refresh_mode, refresh_note=self.refresh_note)
+        boot_stats = BootstrapStats()
         ids = list(prompt_ids)
         ref_ids = list(prompt_ids)
         for step in range(max_new_tokens):
             if len(ids) > self.layout.tokens:
                 break
-            hidden, reports = self.run_blocks(ids, result.stats, on_block)
+            hidden, reports, verdict = self.run_blocks(ids, result.stats, on_block, boot_stats, out_of_domain)
+            if verdict is not None:
+                result.indicators.append({**verdict.as_dict(), "summary": verdict.summary()})
             logits = self.model.final_logits(hidden)[-1]
             ref_logits = self.model.forward(ids)[-1]
             result.blocks.append(reports)
@@ -178,6 +254,8 @@ class EncryptedGPT2:
             nxt = int(np.argmax(logits))
             ids.append(nxt)
             ref_ids = self.model.greedy_generate(prompt_ids, step + 1)
+        if self.refresh_mode == "bootstrap":
+            result.bootstrap = boot_stats.as_dict()
         result.generated_ids = ids[len(prompt_ids):]
         result.reference_ids = ref_ids[len(prompt_ids):]
         result.seconds_total = time.perf_counter() - t_start

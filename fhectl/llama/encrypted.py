@@ -44,7 +44,8 @@ message well below q0 / Delta before the sine, which takes a level, so every ref
 norms leave 2 levels for q k v, gate and up (which then end at level 1), q k v come back at level 4 so the
 compact scores end at level 1, and the two residual sums, which end at level 0 whatever happens (o_proj and
 down run at level 1 on the attention and SwiGLU outputs), are computed shrunk: (h + a) / 2^b with a's
-scale label and one constant product on h (``_residual_shrunk``). Zero round trips; the plan (bootstraps and
+scale label and one constant product on h (``fhectl.circuits.transformer.residual_block_shrunk``, shared with
+GPT-2, as are the norm's last product and the shrunk SiLU output). Zero round trips; the plan (bootstraps and
 levels per stage) comes from the simulator.
 """
 
@@ -55,12 +56,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fhectl.circuits.domains import RSQRT_MAX_OUTPUT, STREAM_LIMIT
 from fhectl.circuits.linear import PackedLinear
 from fhectl.circuits.packing import Layout
 from fhectl.circuits.refresh import level0_interval
 from fhectl.circuits.softmax import softmax_circuit
-from fhectl.circuits.transformer import PackedHeads, Segments, StageClock, residual_block
+from fhectl.circuits.transformer import (PackedHeads, Segments, StageClock, activation_for_bootstrapping, norm_product,
+                                         residual_block, residual_block_shrunk)
 from fhectl.circuits.wide import inverse_sqrt_wide, silu_wide
 from fhectl.errors import InputError
 from fhectl.llama.calibration import BlockDomains
@@ -86,14 +87,14 @@ class BlockCircuits:
 
     @staticmethod
     def build(index: int, domains: BlockDomains, max_keys: int, stage_levels: int | None = None) -> "BlockCircuits":
-        """``stage_levels``: the levels a refresh gives (bootstrapping); the softmax and SiLU then keep every
-        stage within it (the softmax's row sums take one more)."""
+        """``stage_levels``: the levels a refresh gives (bootstrapping); the norms' 1/sqrt, the softmax and SiLU
+        then keep every stage within it (the softmax's row sums take one more)."""
         return BlockCircuits(
             index, domains,
             inverse_sqrt_wide(*domains.ms_attn_scaled, rel_tol=RSQRT_REL_TOL,
-                              out_scale=domains.rsqrt_out_scale(domains.ms_attn_scaled)),
+                              out_scale=domains.rsqrt_out_scale(domains.ms_attn_scaled), max_stage_levels=stage_levels),
             inverse_sqrt_wide(*domains.ms_mlp_scaled, rel_tol=RSQRT_REL_TOL,
-                              out_scale=domains.rsqrt_out_scale(domains.ms_mlp_scaled)),
+                              out_scale=domains.rsqrt_out_scale(domains.ms_mlp_scaled), max_stage_levels=stage_levels),
             softmax_circuit(domains.score_bound, max_keys=max_keys,
                             max_stage_levels=None if stage_levels is None else stage_levels - 1),
             silu_wide(domains.gate_bound, max_stage_levels=stage_levels))
@@ -172,18 +173,8 @@ class EncryptedLlamaBlock:
                                           scale=ms.scale))
         (ms,) = refresh.refresh([ms], stage, domain=rsqrt.domain)  # round trip; the domain is checked here
         r = rsqrt.evaluate(ev, ms, refresh=refresh)  # top -> top - depth
-        lvl = levels_after + 1
-        if self.spare and min(h.level, r.level) < lvl:
-            # bootstrapping: only what is short, each with its bound (h: the level-0 interval; r = c / sqrt(v)
-            # <= RSQRT_MAX_OUTPUT by the choice of c), one bootstrap each
-            bounds = {"h": level0_interval(ev.ctx.params), "r": (-RSQRT_MAX_OUTPUT, RSQRT_MAX_OUTPUT)}
-            if h.level < lvl:
-                (h,) = refresh.refresh([h], f"{stage} product", domains=[bounds["h"]])
-            if r.level < lvl:
-                (r,) = refresh.refresh([r], f"{stage} product", domains=[bounds["r"]])
-        else:
-            h, r = refresh.ensure_levels_all([h, r], lvl, f"{stage} product")
-        return ev.rescale(ev.mul(ev.drop_level(h, lvl), ev.drop_level(r, lvl)))  # -> levels_after
+        # h * r -> levels_after; with bootstrapping h, if short, is refreshed within the level-0 interval
+        return norm_product(ev, h, r, refresh, stage, levels_after, bool(self.spare), level0_interval(ev.ctx.params))
 
     def rope(self, ev, x, tables):
         """x cos + rot_f(x, hd/2) sin- + rot_f(x, -hd/2) sin+ per head: L -> L-1."""
@@ -232,55 +223,16 @@ class EncryptedLlamaBlock:
             gate, up = both[: len(gate)], [ev.drop_level(u, 2) for u in both[len(gate):]]
             if not self.spare:
                 act = [self.silu.evaluate(ev, g, refresh=refresh) for g in gate]  # top -> top - depth
-            else:
-                act = self._silu_for_bootstrapping(ev, gate, refresh)
+            else:  # the last stage may end at level 0: computed shrunk, at least 2 levels for the product
+                act = activation_for_bootstrapping(ev, self.silu, gate, refresh, 2, "silu * up")
         with clock.stage("down"):
             act = refresh.ensure_levels_all(act, 2, "silu * up")
             prod = [ev.rescale(ev.mul(ev.drop_level(a, 2), ev.drop_level(u, 2))) for a, u in zip(act, up)]  # 2 -> 1
             (m,) = self.down.apply(ev, prod, target_scale=h.scale if out_scale is None else out_scale)  # 1 -> 0
         return m
 
-    def _silu_for_bootstrapping(self, ev, gate, refresh):
-        """SiLU(gate), each at level >= 2 for the product with up. It ends at level 0 (its last stage takes all
-        8 levels a bootstrapping refresh gives), where |silu(x)| <= bound = 128 cannot be scaled down before the
-        sine: so the gate lands on the scale Delta / 2^b and is relabelled Delta (the message is silu / 2^b,
-        exact and free), is refreshed with that shrunk interval (the range indicator checks it), and
-        mul_int(2^b) restores it (no level)."""
-        bound = self.silu.domain[1]
-        b = refresh.model.shift_for(bound)
-        out = []
-        for g in gate:
-            a = self.silu.evaluate(ev, g, refresh=refresh, target_scale=g.scale / 2**b)
-            a.scale = g.scale  # relabel: the message is silu / 2^b
-            if a.level < 2:
-                (a,) = refresh.refresh([a], "silu * up", domains=[(-bound / 2**b, bound / 2**b)])
-            out.append(ev.mul_int(a, 2**b) if b else a)
-        return out
-
     def forward(self, ev, h, refresh, seg: Segments, clock: StageClock):
         """h + attn(norm(h)), then + mlp(norm(.)); the stream is refreshed between the halves and after."""
         if not self.spare:  # client refresh: the stream goes back to the key holder between halves
             return residual_block(ev, h, self.attention, self.mlp, refresh, seg, clock)
-        return self._residual_shrunk(ev, h, refresh, seg, clock)
-
-    def _residual_shrunk(self, ev, h, refresh, seg: Segments, clock: StageClock):
-        """The residual pattern for bootstrapping. Each half ends at level 0 (o_proj and down run at level 1), so
-        its sum cannot be scaled down before bootstrapping; instead it is computed shrunk, (h + a) / 2^b with
-        |h + a| / 2^b <= the bootstrapping bound: h by a constant product (it has levels), a by its scale
-        label (the linear layer lands on h.scale / 2^b and is relabelled h.scale: exact and free). The
-        refresh checks the shrunk interval and mul_int(2^b) restores the stream (no level). The interval is
-        +-4 STREAM_LIMIT (calibration makes |h / s| <= STREAM_LIMIT on its prompts; the factor 4 is the margin
-        for unseen ones, and the range indicator checks it), at most the level-0 interval."""
-        lo, hi = level0_interval(ev.ctx.params)
-        hi = min(hi, 4.0 * STREAM_LIMIT)
-        lo = -hi
-        b = refresh.model.shift_for(hi)
-        shrunk = [(lo / 2**b, hi / 2**b)]
-        for half, stage in ((self.attention, "residual"), (self.mlp, "block output")):
-            a = half(ev, h, refresh, seg, clock, out_scale=h.scale / 2**b)  # level 0, a at label h.scale / 2^b
-            a.scale = h.scale  # relabel: the message is a / 2^b
-            with clock.stage(stage):
-                hs = ev.rescale(ev.mul_const(h, 2.0**-b))  # h / 2^b, one level of the refreshed stream
-                (h,) = refresh.refresh([ev.add(hs, a)], stage, domains=shrunk)  # 1 bootstrap: level 0 -> top
-                h = ev.mul_int(h, 2**b)  # exact, no level
-        return h
+        return residual_block_shrunk(ev, h, self.attention, self.mlp, refresh, seg, clock)

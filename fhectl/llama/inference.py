@@ -22,11 +22,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from fhectl.ckks.bootstrap import Bootstrapper
 from fhectl.ckks.context import CKKSContext
 from fhectl.ckks.params import Parameters
-from fhectl.circuits.bootstrap_refresh import (BootstrapRefresh, BootstrapStats, bootstrap_config,
-                                               bootstrap_fits, bootstrap_keys, bootstrap_rotation_steps, plan_bootstrapped_block)
+from fhectl.circuits.bootstrap_refresh import (REFRESH_MODES, BootstrapRefresh, BootstrapStats, client_bootstrapper,
+                                               plan_bootstrapped_blocks)
 from fhectl.circuits.packing import Layout
 from fhectl.circuits.range_indicator import RangeIndicator, read_indicators
 from fhectl.circuits.refresh import Client, ClientRefresh, Stats
@@ -98,7 +97,6 @@ def compare_logits(enc: np.ndarray, ref: np.ndarray, index: int, n_tokens: int) 
                         int(np.argmax(enc)), int(np.argmax(ref)))
 
 
-REFRESH_MODES = ("auto", "bootstrap", "client")
 
 
 class LlamaBlocks:
@@ -141,36 +139,15 @@ class LlamaBlocks:
             self._plan_client(weights, domains)
 
     def _try_bootstrap(self, weights, domains) -> str:
-        """Blocks and plan for bootstrapping; '' when they fit, else why not (nothing is kept then)."""
-        params = self.params
-        ok, why = bootstrap_fits(params, 1)
-        if not ok:
+        """Blocks, plan and key levels for bootstrapping; '' when they fit, else why not (nothing is kept then)."""
+        planned, why = plan_bootstrapped_blocks(
+            lambda i, top: EncryptedLlamaBlock(weights, i, self.layout, domains[i], spare_level=True,
+                                               stage_levels=top),
+            self.n_layers, self.params, "Llama")
+        if why:
             return why
-        top = params.max_level - bootstrap_config(params).depth() - 1  # the mask product takes one
-        try:
-            blocks = [EncryptedLlamaBlock(weights, i, self.layout, domains[i], spare_level=True, stage_levels=top)
-                      for i in range(self.n_layers)]
-        except InputError as exc:
-            return f"profile {params.name}: the circuits do not fit the {top} levels a bootstrapping refresh gives: {exc}"
-        steps = set(bootstrap_rotation_steps(params))
-        boot_steps = {s % params.slots for s in steps}  # as the plan names them: one Galois element each
-        levels: dict[int, int] = {}
-        try:  # before any key is generated
-            for b in blocks:
-                p = plan_bootstrapped_block(b, params)
-                steps |= set(p["rotation_steps"])
-                for s, lvl in p["rotation_levels"].items():
-                    levels[s] = max(levels.get(s, 0), lvl)
-                self.plan = p
-        except LevelError as exc:
-            depth = bootstrap_config(params).depth()
-            return (f"profile {params.name} cannot bootstrap inside the Llama blocks ({depth} of its "
-                    f"{params.max_level} levels go to bootstrapping): {exc}")
-        self.blocks, self.rotation_steps, self.refresh_mode = blocks, sorted(steps), "bootstrap"
-        # the blocks run below the bootstrapping primes: their own keys are made for the levels they rotate at
-        # only (at boot-n16-128 levels <= 7: 2 digits of 14 limbs instead of 6 of 33, 9.4 GiB of expanded keys
-        # for SmolLM2 instead of 19.3); the bootstrapper's steps stay full (CoeffsToSlots rotates at the top)
-        self.key_levels = {s: lvl for s, lvl in levels.items() if s not in boot_steps}
+        self.blocks, self.rotation_steps, self.refresh_mode = planned.blocks, planned.rotation_steps, "bootstrap"
+        self.plan, self.key_levels = planned.plans[-1], planned.key_levels
         return ""
 
     def _plan_client(self, weights, domains) -> None:
@@ -225,9 +202,7 @@ class EncryptedLlama:
         self.server = self.client.server_evaluator() if n_layers else None
         self.bootstrapper = None
         if bootstrapping:  # only then: a profile that cannot bootstrap has no bootstrapping configuration
-            config = bootstrap_config(params)
-            keys = bootstrap_keys(self.client, config, random)
-            self.bootstrapper = Bootstrapper(self.ctx, self.server, config, encapsulation=keys)
+            self.bootstrapper = client_bootstrapper(self.client, self.server, params, random)
 
     # -- one pass over a batch of prompts --------------------------------------------------------------
     def _refresh(self, result: RunResult):

@@ -129,14 +129,15 @@ def test_report_numbers_are_consistent(cli_run, params):
 
 
 def test_a_profile_that_cannot_bootstrap_is_one_error_line(tmp_path):
-    """tiny-insecure has 5 levels, one bootstrapping needs 16: refused before any key is made (exit 3)."""
+    """tiny-insecure's 40-bit scaling primes cannot carry the bootstrapping circuit (nor its 5 levels hold it):
+    refused before any key is made (exit 3)."""
     for extra in ([], ["--estimate"]):
         res = runner.invoke(app, ["bench", "--suite", "bootstrap", "--profile", "tiny-insecure", "--insecure",
                                   "--out", str(tmp_path), *extra])
         assert res.exit_code == 3, res.output
         lines = res.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: profile 'tiny-insecure' cannot bootstrap"), lines
-        assert "needs 16 levels" in lines[0] and "Traceback" not in res.output
+        assert len(lines) == 1 and lines[0].startswith("error: profile tiny-insecure cannot bootstrap"), lines
+        assert "40-bit scaling primes" in lines[0] and "Traceback" not in res.output
     assert not list(tmp_path.iterdir())
 
 

@@ -11,8 +11,6 @@ from typer.testing import CliRunner
 
 from fhectl.cli.main import app
 from fhectl.gpt2 import pipeline
-from fhectl.gpt2.config import GPT2Config
-from fhectl.gpt2.weights import random_weights, save_weights
 from hfcache import make_hf_snapshot
 
 runner = CliRunner()
@@ -24,20 +22,6 @@ def calibration_cache(tmp_path, monkeypatch):
     """Calibrated domains go to $XDG_CACHE_HOME/fhectl/calibration: a fresh one per test."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     return tmp_path / "xdg-cache" / "fhectl" / "calibration"
-
-
-@pytest.fixture(scope="module")
-def checkpoint_weights():
-    # GPT-2's real vocabulary (so the offline tokenizer's ids fit), everything else tiny.
-    cfg = GPT2Config(n_layer=2, n_head=2, n_embd=16, n_positions=16, vocab_size=50257)
-    return random_weights(cfg, seed=3, std=0.1)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, checkpoint_weights):
-    d = tmp_path_factory.mktemp("tiny-gpt2")
-    save_weights(checkpoint_weights, d)
-    return d
 
 
 @pytest.fixture()

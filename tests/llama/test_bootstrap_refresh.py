@@ -106,8 +106,10 @@ def test_refresh_flag_errors_are_one_line(checkpoint, prompt):
     res = runner.invoke(app, ["infer", str(prompt), "--refresh", "bootstrap", "--server", "http://127.0.0.1:9",
                               "--model", "smollm2-135m"])
     assert res.exit_code == 2 and "--refresh bootstrap runs the blocks in this process" in res.output
-    res = runner.invoke(app, ["infer", str(prompt), "--refresh", "bootstrap"])  # gpt2
-    assert res.exit_code == 2 and "GPT-2 uses client refresh" in res.output
+    # gpt2 bootstraps too (tests/gpt2/test_gpt2_bootstrap_refresh.py): on a chain too short for it, one line, exit 3
+    res = runner.invoke(app, ["infer", str(prompt), "--refresh", "bootstrap", "--profile", "tiny-insecure",
+                              "--insecure"])
+    assert res.exit_code == 3 and "--refresh bootstrap: profile tiny-insecure cannot bootstrap" in res.output
     res = runner.invoke(app, ["infer", str(prompt), "--refresh", "sometimes", *BOOT])
     assert res.exit_code == 2
 

@@ -46,9 +46,9 @@ times in a slot. Hence EvalMod and CoeffsToSlots run on 60-bit primes in boot-n1
 N = 2^16: 35 bits in y after CoeffsToSlots, 32 after EvalMod), and the refinement (``bootstrap``) adds a
 second pass on the first one's error. boot-n16-128 takes a wide q0 / Delta = 2^15, so that values up to 32
 pass the sine (a refresh at level 0 cannot scale them down first), and pays for it in the first pass
-(12.6 bits worst, 15.1 mean on real slots in [-1, 1]), which the second wins back: 23.2 to 23.6 bits worst,
-26.5 mean against the input's own decryption; 19.8 to 20.0 against the plaintext, which is what a fresh
-encryption at Delta = 2^40 itself holds (measured by ``fhectl bench --suite bootstrap``).
+(13.9 bits worst, 16.4 mean on real slots in [-1, 1]), which the second wins back: 23.6 bits worst, 26.9 mean
+against the input's own decryption; 19.7 against the plaintext, which is what a fresh encryption at
+Delta = 2^40 itself holds (``fhectl bench --suite bootstrap``, report 2026-12-01_8b4172f5).
 CoeffsToSlots maps integers of ~2^66 (t + q_0 I) to ~2^52 (Delta u); if its first group rescaled by one
 prime, its plaintext would carry that shrink in integers of about 2^28, a relative precision coarser than
 the message itself. So the first group rescales by two primes (plaintext integers ~2^80 to 2^100, whose
@@ -389,7 +389,8 @@ class DiagonalTransform:
     b minimises the number of distinct rotations. The giant rotations act before the rescale, and the sum is
     rescaled once: a rescale per giant step (two at CoeffsToSlots' first group) would cost about 0.4 key switch
     each, and the key-switching noise, added at the larger scale, is then divided by the dropped primes too
-    (measured at N = 2^14: 0.9 bits more in one pass, the same inputs and keys, ABAB in one process).
+    (measured: 0.9 bits more in one pass at N = 2^14, the same inputs and keys, ABAB in one process; 1.0 bit at
+    N = 2^16, report 2026-12-01_8b4172f5, where the time stayed the same within the machine's noise).
     """
 
     def __init__(self, diagonals: Diagonals, n: int, cache_size: int = 1):

@@ -276,6 +276,17 @@ class BootstrapRefresh:  # implements fhectl.circuits.protocols.BlockRefresher
     def ensure_levels(self, ct, levels: int, stage: str):
         return ct if ct.level >= levels else self.refresh([ct], stage)[0]
 
+    def ensure_levels_bounded(self, cts, levels: int, stage: str, bounds: list) -> list:
+        """``ensure_levels_all`` with an interval per ciphertext instead of UNKNOWN_BOUND (the wide circuits'
+        intermediates that are not on [-1, 1], such as the 1/sqrt's running product before its last kappa)."""
+        if all(c.level >= levels for c in cts):
+            return cts
+        if levels > self.top_level:
+            raise LevelError(f"{stage} needs {levels} levels; a bootstrapping refresh returns {self.top_level}")
+        short = [i for i, c in enumerate(cts) if c.level < levels]
+        fresh = dict(zip(short, self.refresh([cts[i] for i in short], stage, domains=[bounds[i] for i in short])))
+        return [fresh.get(i, c) for i, c in enumerate(cts)]
+
     def ensure_levels_all(self, cts, levels: int, stage: str) -> list:
         """Each ciphertext itself if it has ``levels`` levels left, else bootstrapped to the top: unlike a
         client round trip, where one more ciphertext costs only bytes, a bootstrapping is paid per ciphertext,

@@ -73,14 +73,19 @@ class Approximation(Protocol):
         ...
 
 
-def ensure_levels(cts: list, levels: int, stage: str, refresh: Refresher | None) -> list:
-    """``cts`` with at least ``levels`` levels each: through ``refresh`` if given, else LevelError."""
+def ensure_levels(cts: list, levels: int, stage: str, refresh: Refresher | None, bounds: list | None = None) -> list:
+    """``cts`` with at least ``levels`` levels each: through ``refresh`` if given, else LevelError. ``bounds``:
+    an interval per ciphertext that its values stay in, for a refresh that needs them (bootstrapping scales by
+    them and its range indicator checks them: ``ensure_levels_bounded``); others take no interval here."""
     have = min(c.level for c in cts)
     if have >= levels:
         return cts
     if refresh is None:
         raise LevelError(f"{stage} needs {levels} levels, the ciphertexts have {have}; "
                          "pass a refresh (client refresh or bootstrapping)")
+    bounded = getattr(refresh, "ensure_levels_bounded", None)
+    if bounds is not None and bounded is not None:
+        return bounded(cts, levels, stage, bounds)
     return refresh.ensure_levels_all(cts, levels, stage)
 
 

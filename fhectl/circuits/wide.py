@@ -185,8 +185,14 @@ class WideInverseSqrt:
         [ct] = ensure_levels([ct], stages[0][1], stages[0][0], refresh)
         t = ev.add(_scale_down(ev, ct, 1.0 / self.in_map[0], target), self.in_map[1])  # 1 level
         r = None
+        # t is on [-1, 1] (twice that, for the noise); x on [a, b]; r_i, before the kappa that normalises it,
+        # within 1 / kappa_i on the domain grid (twice that between grid points): a bootstrapping refresh scales
+        # by these and its range indicator checks them
+        t_bound = (-2.0, 2.0)
         for i, p in enumerate(self.steps):
-            live = ensure_levels([t, ct] if r is None else [t, r], stages[i + 1][1], stages[i + 1][0], refresh)
+            bounds = [t_bound, (-2.0 * self.b, 2.0 * self.b) if r is None else
+                      (-2.0 / self.kappas[i - 1], 2.0 / self.kappas[i - 1])]
+            live = ensure_levels([t, ct] if r is None else [t, r], stages[i + 1][1], stages[i + 1][0], refresh, bounds)
             t, w = live[0], (live[1] if i == 0 else ev.add(live[0], -self.betas[i]))  # x, then v~_i
             r = live[1] if i else None
             lam, d = t.level, p.depth(mapped=True)
@@ -197,7 +203,8 @@ class WideInverseSqrt:
             t = ev.add(ev.rescale(ev.mul(ev.rescale(ev.mul(w, pv)), pv)), self.betas[i + 1])  # level lam - d - 2
         if r is None:
             return polynomial.evaluate(ev, t, self.final, mapped=True, target_scale=target)
-        t, r = ensure_levels([t, r], stages[-1][1], stages[-1][0], refresh)
+        r_bound = (-2.0 / self.kappas[-1], 2.0 / self.kappas[-1])
+        t, r = ensure_levels([t, r], stages[-1][1], stages[-1][0], refresh, [t_bound, r_bound])
         r = ev.rescale(ev.mul_const(r, self.kappas[-1]))
         lam_f = t.level - self.final.depth(mapped=True)
         f = polynomial.evaluate(ev, t, self.final, mapped=True, target_scale=target * q[lam_f] / r.scale)

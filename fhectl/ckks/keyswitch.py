@@ -54,10 +54,10 @@ def inner_product(ctx: CKKSContext, ext, key: SwitchingKey, level: int, galois_e
     """sum_j sigma_g(ext_j) * (b_j, a_j) over Q_l and P: (2, l+1+K, N); g = 1 is no automorphism."""
     be = ctx.backend
     rows = ctx.qp_rows(level)
-    key_rows = key.key_rows(ctx.q_rows(level), ctx.p_rows)  # LevelError above a truncated key's levels
+    # a truncated key's limbs sit at other places than the ring's rows (LevelError above its levels)
+    key_rows = None if key.max_level is None else key.key_rows(ctx.q_rows(level), ctx.p_rows)
     out = be.empty((2, len(rows), ctx.params.ring_degree))
-    be.keyswitch_inner_product(ext, key.data, out, rows, galois_element,
-                               None if key.max_level is None else key_rows)
+    be.keyswitch_inner_product(ext, key.data, out, rows, galois_element, key_rows)
     return out
 
 

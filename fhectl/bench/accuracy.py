@@ -7,11 +7,14 @@ Two parts, both on the shipped *evaluation* set (calibration used the disjoint c
    top-1 agreement and top-5 overlap with the float64 reference, KL, per-layer cosine of the hidden states
    (min and median over prompts), domain violations (what a client refresh would refuse) and silent-error
    checks (softmax rows' total variation, 1/sqrt relative error, SiLU error on the inputs actually seen).
-2. A fully encrypted run: the shortest ``encrypted_prompts`` prompts packed into one ciphertext, every layer
-   encrypted (client refresh for levels). It is resumable per layer: after each block the key holder's
-   decryption (which a client refresh sees anyway) and the per-layer report are saved under the output
-   folder, and a rerun continues from the last finished layer with one extra refresh at that boundary.
-   Whatever has finished is in the report, with the layers it covers.
+2. A fully encrypted run: ``encrypted_prompts`` prompts packed into one ciphertext, every layer encrypted,
+   with client refresh (round trips to the key holder) or bootstrapping (none; the range indicator of each
+   block read after it). It is resumable per layer: after each block the key holder's decryption (which a
+   client refresh sees anyway; with bootstrapping a measurement only) and the per-layer report are saved in
+   a state folder, and a rerun continues from the last finished layer with one extra refresh by the key
+   holder at that boundary (a fresh encryption of the saved state, with fresh keys): a bootstrapped run that
+   resumed is non-interactive between those boundaries, which the report lists. Whatever has finished is in
+   the report, with the layers it covers.
 """
 
 from __future__ import annotations
@@ -36,13 +39,14 @@ from fhectl.circuits.packing import Layout
 MAX_PROMPT_TOKENS = 128
 
 
-def evaluation_prompts(tokenizer) -> list[dict]:
+def evaluation_prompts(tokenizer, max_tokens: int = MAX_PROMPT_TOKENS) -> list[dict]:
+    """The evaluation set, each prompt cut to its first ``max_tokens`` tokens (the model's context, at most
+    MAX_PROMPT_TOKENS)."""
     out = []
     for p in load_prompt_set("evaluation"):
         ids = tokenizer.encode(p["text"])
         if ids:
-            out.append({"id": p["id"], "kind": p["kind"], "ids": ids[:MAX_PROMPT_TOKENS],
-                        "truncated": len(ids) > MAX_PROMPT_TOKENS})
+            out.append({"id": p["id"], "kind": p["kind"], "ids": ids[:max_tokens], "truncated": len(ids) > max_tokens})
     return out
 
 
@@ -121,47 +125,62 @@ def _write_json(path: Path, data) -> None:
 
 def run_encrypted(weights, domains: list[BlockDomains], params: Parameters, batch: list[dict], state_dir: Path,
                   n_layers: int | None = None, device: str = "cpu", tick=lambda s: None,
-                  deadline: float | None = None) -> dict:
-    """Part 2: every layer encrypted on one packed batch, resumable per layer from ``state_dir``."""
+                  deadline: float | None = None, refresh: str = "client") -> dict:
+    """Part 2: every layer encrypted on one packed batch, resumable per layer from ``state_dir``; ``refresh``
+    "client" or "bootstrap" (a stage out of its domain is reported, per layer, not raised)."""
     cfg = weights.config
     n_layers = cfg.n_layer if n_layers is None else n_layers
     state_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(state_dir, 0o700)  # the key holder's decryptions
     progress_path = state_dir / "progress.json"
     ids = [p["ids"] for p in batch]
-    progress = {"prompt_ids": [p["id"] for p in batch], "layers": []}
+    progress = {"prompt_ids": [p["id"] for p in batch], "refresh": refresh, "layers": [], "resumed_at": []}
     start, hidden = 0, None
     if progress_path.exists():
         old = json.loads(progress_path.read_text())
-        if old.get("prompt_ids") == progress["prompt_ids"] and old["layers"]:
-            progress = old
+        if (old.get("prompt_ids"), old.get("refresh", "client")) == (progress["prompt_ids"], refresh) and old["layers"]:
+            progress = {"resumed_at": []} | old
             start = len(old["layers"])
             hidden = np.load(state_dir / "hidden.npy")
     if start < n_layers:
+        if start:
+            progress["resumed_at"].append(start)
         total = sum(len(i) for i in ids)
-        engine = EncryptedLlama(weights, params, domains, n_layers, max_tokens=total, device=device)
+        engine = EncryptedLlama(weights, params, domains, n_layers, max_tokens=total, device=device, refresh=refresh)
 
         def on_layer(i, got, report):
             np.save(state_dir / "hidden.tmp.npy", got)
             os.replace(state_dir / "hidden.tmp.npy", state_dir / "hidden.npy")
             progress["layers"].append(dict(report.__dict__))
             _write_json(progress_path, progress)
-            tick(f"encrypted layer {i}: cosine {report.cosine_min:.6f}, {report.seconds:.0f} s")
+            boot = "" if report.bootstraps is None else (f", {report.bootstraps} bootstraps, "
+                                                         f"{report.indicator['summary']}")
+            tick(f"encrypted layer {i}: cosine {report.cosine_min:.6f}, {report.seconds:.0f} s{boot}")
             if deadline is not None and time.time() > deadline and i + 1 < n_layers:
                 raise _Deadline()
 
         try:
-            _, result = engine.run(ids, on_layer=on_layer, start_layer=start, start_hidden=hidden)
+            _, result = engine.run(ids, on_layer=on_layer, start_layer=start, start_hidden=hidden,
+                                   out_of_domain="report")
             progress["final"] = {"prompts": [r.__dict__ for r in result.prompts], "stats": result.stats.__dict__,
                                  "stage_seconds": result.stage_seconds, "key_bytes": result.key_bytes,
-                                 "plan": result.plan, "layout": result.layout, "resumed_at_layer": start}
+                                 "galois_keys": result.galois_keys, "plan": result.plan, "layout": result.layout,
+                                 "resumed_at_layer": start, "bootstrap": result.bootstrap,
+                                 "indicator": result.indicator}
             _write_json(progress_path, progress)
         except _Deadline:
             pass
     layers = progress["layers"]
     final = progress.get("final")
+    readings = [r for r in layers if r.get("indicator") is not None]
     return {
         "prompt_ids": progress["prompt_ids"],
+        "refresh": refresh,
+        "resumed_at": progress["resumed_at"],
+        "bootstraps": sum(r.get("bootstraps") or 0 for r in layers),
+        "indicator_layers_read": len(readings),
+        "indicator_flagged_layers": [r["layer"] for r in readings if not r["indicator"]["clean"]],
+        "indicator_suspect_layers": [r["layer"] for r in readings if r["indicator"]["suspect"]],
         "tokens": [len(i) for i in ids],
         "layers_done": len(layers),
         "layers_total": n_layers,
@@ -185,8 +204,9 @@ class _Deadline(Exception):
 
 def run_accuracy_report(model_name: str, weights_spec, params: Parameters, out_root: Path, *,
                         encrypted_prompts: int = 8, encrypted_layers: int | None = None, device: str = "cpu",
-                        budget_s: float | None = None, tick=lambda s: None) -> Path:
-    """Both parts on the evaluation set; writes report.json and report.md under ``out_root``; returns the folder."""
+                        budget_s: float | None = None, tick=lambda s: None, refresh: str = "client") -> Path:
+    """Both parts on the evaluation set; writes report.json and report.md under ``out_root``; returns the folder.
+    ``refresh``: how the encrypted run restores levels, "client" or "bootstrap"."""
     import datetime as _dt
     import hashlib
     import sys
@@ -195,13 +215,16 @@ def run_accuracy_report(model_name: str, weights_spec, params: Parameters, out_r
     from fhectl.bench.report import git_state
     from fhectl.llama import calibration, pipeline
 
+    if refresh not in ("client", "bootstrap"):
+        raise InputError(f"refresh must be 'client' or 'bootstrap', got {refresh!r}")
     t0 = time.time()
     git = git_state()  # the code that runs, recorded before it runs
     deadline = None if budget_s is None else t0 + budget_s
     w, tok, source = pipeline.load_model(model_name, weights_spec)
     cfg = w.config
     domains, calib_source = pipeline.calibrated_domains(w, tok)
-    prompts = evaluation_prompts(tok)
+    cut_to = min(MAX_PROMPT_TOKENS, cfg.max_position)
+    prompts = evaluation_prompts(tok, cut_to)
     width = max(cfg.n_embd, cfg.n_head * cfg.head_dim)
     capacity = min(Layout.max_tokens(params.slots, width), cfg.head_dim)  # softmax rows must fit one head
     batch = pick_encrypted_batch(prompts, encrypted_prompts, capacity) if encrypted_prompts > 0 else []
@@ -212,9 +235,10 @@ def run_accuracy_report(model_name: str, weights_spec, params: Parameters, out_r
     encrypted = None
     if batch:
         key = hashlib.sha256((w.weights_digest() + params.name + repr([p["id"] for p in batch])
-                              + repr(encrypted_layers)).encode()).hexdigest()[:16]
+                              + repr(encrypted_layers) + ("" if refresh == "client" else refresh)).encode()).hexdigest()[:16]
         state = calibration.cache_dir().parent / "accuracy-state" / key
-        encrypted = run_encrypted(w, domains, params, batch, state, encrypted_layers, device, tick, deadline)
+        encrypted = run_encrypted(w, domains, params, batch, state, encrypted_layers, device, tick, deadline,
+                                  refresh)
         encrypted["state_dir"] = str(state)
     created = _dt.datetime.now(_dt.timezone.utc)
     report = {
@@ -225,7 +249,8 @@ def run_accuracy_report(model_name: str, weights_spec, params: Parameters, out_r
         "model": {"name": model_name, "source": source, "config": cfg.__dict__, "digest": w.weights_digest()},
         "profile": params.describe(),
         "calibration": {"source": calib_source, "prompt_set": "calibration", "domains": [d.as_dict() for d in domains]},
-        "evaluation_set": {"prompts": len(prompts), "truncated_to_128_tokens": sum(p["truncated"] for p in prompts)},
+        "evaluation_set": {"prompts": len(prompts), "truncated_to_128_tokens": sum(p["truncated"] for p in prompts),
+                           "cut_to_tokens": cut_to},
         "mirror": mirror,
         "encrypted": encrypted,
         "environment": environment(),
@@ -251,6 +276,32 @@ def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.1f} %"
 
 
+def _reading(indicator: dict | None) -> str:
+    """One layer's range-indicator reading, in a table cell."""
+    if indicator is None:
+        return "n/a"
+    if not indicator["clean"]:
+        return "OUT OF DOMAIN: " + ", ".join(indicator["flagged"])
+    return "suspect: " + ", ".join(indicator["suspect"]) if indicator["suspect"] else "clean"
+
+
+def _refresh_line(e: dict) -> str:
+    """How the run restored levels, and where a key holder stepped in."""
+    resumed = e.get("resumed_at") or []
+    boundaries = (f" The run resumed at layers {', '.join(map(str, resumed))}: at each of them the key holder "
+                  "encrypted the saved state afresh (with fresh keys), one refresh by the key holder per resumption."
+                  if resumed else "")
+    if e.get("refresh", "client") == "client":
+        return "Refresh: client (the key holder decrypts and re-encrypts when levels run out)." + boundaries
+    flagged, suspect = e["indicator_flagged_layers"], e["indicator_suspect_layers"]
+    verdict = ("clean in every layer" if not flagged and not suspect else
+               (f"OUT OF DOMAIN in layers {', '.join(map(str, flagged))}" if flagged else "no layer out of domain")
+               + (f"; suspect in layers {', '.join(map(str, suspect))}" if suspect else ""))
+    return (f"Refresh: bootstrapping on the server, {e['bootstraps']} bootstraps in the layers done, 0 round trips "
+            f"inside a run. Range indicator, read after each layer ({e['indicator_layers_read']} layers): {verdict}."
+            + boundaries)
+
+
 def render_accuracy_markdown(r: dict) -> str:
     m, e = r["mirror"], r["encrypted"]
     lines = [
@@ -259,7 +310,8 @@ def render_accuracy_markdown(r: dict) -> str:
         f"Model: {r['model']['source']}. Profile {r['profile'].get('name')} . Commit {r['git'].get('commit')}"
         f"{' (dirty)' if r['git'].get('dirty') else ''}. Command: `{' '.join(r['command'])}`.",
         f"Calibration: the shipped calibration set ({r['calibration']['source']}); scored on the disjoint evaluation "
-        f"set ({r['evaluation_set']['prompts']} prompts, {r['evaluation_set']['truncated_to_128_tokens']} cut to 128 "
+        f"set ({r['evaluation_set']['prompts']} prompts, {r['evaluation_set']['truncated_to_128_tokens']} cut to "
+        f"{r['evaluation_set'].get('cut_to_tokens', 128)} "
         "tokens).",
         "",
         "## Plaintext mirror of every circuit, all layers, whole evaluation set",
@@ -299,6 +351,8 @@ def render_accuracy_markdown(r: dict) -> str:
             f"layers done: {e['layers_done']} of {e['layers_total']}"
             f"{'' if e['complete'] else ' (PARTIAL: the run was stopped; the rows below cover only these layers)'}.",
             "",
+            _refresh_line(e),
+            "",
             "| metric | value |",
             "|---|---|",
             f"| top-1 agreement | {_pct(e['top1_agreement'])} |",
@@ -307,17 +361,22 @@ def render_accuracy_markdown(r: dict) -> str:
             f"| precision after a layer, min (bits, relative to max abs h) | {_num(e['precision_bits_min'], '.1f')} |",
             f"| seconds per layer (median) | {_num(e['seconds_per_layer_median'], '.0f')} |",
             "",
-            "| layer | cosine min | precision (bits) | max abs error | seconds |",
-            "|---|---|---|---|---|",
+            "| layer | cosine min | precision (bits) | max abs error | seconds | bootstraps | range indicator |",
+            "|---|---|---|---|---|---|---|",
         ]
         lines += [f"| {x['layer']} | {x['cosine_min']:.6f} | {x['precision_bits']:.1f} | {x['max_abs_error']:.3g} | "
-                  f"{x['seconds']:.0f} |" for x in e["per_layer"]]
-        if e["final"]:
+                  f"{x['seconds']:.0f} | {_num(x.get('bootstraps'), 'd')} | {_reading(x.get('indicator'))} |"
+                  for x in e["per_layer"]]
+        if e["final"] and e.get("refresh", "client") == "client":
             st = e["final"]["stats"]
             lines += ["", f"Client refresh round trips: {st['refresh_round_trips']} "
                       f"({st['refresh_bytes_to_client'] / 2**20:.0f} MiB to the client, "
                       f"{st['refresh_bytes_to_server'] / 2**20:.0f} MiB back); public key material "
                       f"{e['final']['key_bytes'] / 2**30:.2f} GiB."]
+        elif e["final"]:
+            boot = e["final"]["bootstrap"]
+            lines += ["", f"Last run's bootstraps by stage: " + ", ".join(f"{k} {v}" for k, v in boot["by_stage"].items())
+                      + f"; public key material {e['final']['key_bytes'] / 2**30:.2f} GiB."]
     lines += ["", f"Machine: {r['environment'].get('cpu')} ({r['environment'].get('cpu_count')} cores); "
               f"total {r['seconds']:.0f} s.", ""]
     return "\n".join(lines)

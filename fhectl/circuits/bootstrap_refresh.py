@@ -209,6 +209,10 @@ class BootstrapRefresh:  # implements fhectl.circuits.protocols.BlockRefresher
         """The highest level a refresh returns: the bootstrapper's output level less the mask product."""
         return self.boot.output_level - 1
 
+    def begin_block(self, index: int) -> None:
+        if self.indicator is not None:
+            self.indicator.begin_block(index)
+
     def refresh(self, cts, stage: str, domain: tuple[float, float] | None = None, valid=None,
                 fill: float | None = None, level: int | None = None, domains=None) -> list:
         """``cts`` bootstrapped to ``level`` (default ``top_level``), with ClientRefresh's semantics for
@@ -381,14 +385,22 @@ def plan_bootstrapped_blocks(make_block, n_layers: int, params, family: str) -> 
     return BootstrappedBlocks(blocks, plans, sorted(steps), key_levels), ""
 
 
+def server_bootstrapper(ctx, ev, encapsulation: EncapsulationKeys | None = None) -> Bootstrapper:
+    """The server's bootstrapper from public material only: ``ev`` holds the relinearization key and the Galois
+    keys of ``bootstrap_rotation_steps`` and conjugation; ``encapsulation``, the public encapsulation keys
+    (``bootstrap_keys``) when the profile's circuit needs them, else None. A server that received a key
+    holder's public bundle builds it here; MissingKeyError if the encapsulation keys are missing or unneeded."""
+    return Bootstrapper(ctx, ev, bootstrap_config(ctx.params), encapsulation=encapsulation)
+
+
 def client_bootstrapper(client, server, params, random=None) -> Bootstrapper:
     """The server's bootstrapper for the key holder ``client`` (made with ``conjugation=True`` and the
     bootstrapping rotation steps): the encapsulation keys, if the circuit needs them, are made on the client's
-    side and only their public half reaches ``server``."""
-    config = bootstrap_config(params)
-    return Bootstrapper(client.ctx, server, config, encapsulation=bootstrap_keys(client, config, random))
+    side (``bootstrap_keys``) and only their public half reaches ``server`` (``server_bootstrapper``)."""
+    return server_bootstrapper(client.ctx, server, bootstrap_keys(client, bootstrap_config(params), random))
 
 
 __all__ = ["REFRESH_MODES", "SINE_Y", "UNKNOWN_BOUND", "BootstrapRefresh", "BootstrapStats", "BootstrappedBlocks",
            "RefreshModel", "SimBootstrapper", "bootstrap_fits", "bootstrap_keys", "bootstrap_rotation_steps",
-           "client_bootstrapper", "plan_bootstrapped_block", "plan_bootstrapped_blocks", "server_refresh"]
+           "client_bootstrapper", "plan_bootstrapped_block", "plan_bootstrapped_blocks", "server_bootstrapper",
+           "server_refresh"]

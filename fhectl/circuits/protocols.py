@@ -33,6 +33,10 @@ class BlockRefresher(Refresher, Protocol):
     def refresh(self, cts: list, stage: str, domain=None, valid=None, fill=None, level=None,
                 domains=None) -> list: ...
 
+    def begin_block(self, index: int) -> None:
+        """The refreshes that follow belong to block ``index`` (the range indicator keeps blocks apart)."""
+        ...
+
 
 @runtime_checkable
 class Approximation(Protocol):

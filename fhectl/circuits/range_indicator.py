@@ -8,8 +8,8 @@ the server evaluates
     p(x) = ((x - mid) / half)^(2^k),   mid = (a + b) / 2,  half = (b - a) / 2,
 
 which is in [0, 1] inside the interval and grows fast outside: (1 + d)^(2^k) for a value d half-widths beyond
-an edge (k = 6: 1.9 at d = 1%, 23 at d = 5%). The indicators of one stage are summed, slot by slot, into one
-ciphertext per stage name ("softmax", "silu", ...), which the server returns beside the outputs; the key holder
+an edge (k = 6: 1.9 at d = 1%, 23 at d = 5%). The indicators of one stage of one block are summed, slot by
+slot, into one ciphertext ("block 0 softmax", "block 0 silu", ...), which the server returns beside the outputs; the key holder
 decrypts them at the end of the pass (``RangeIndicator.read``) and names every stage with a slot above its
 threshold (see Resolution). The tolerance comes from the predicted error of the refreshed values (bootstrapping's error,
 ``fhectl.circuits.bootstrap_refresh``): a value inside the interval but within that error of an edge can read
@@ -25,8 +25,9 @@ Delta ~ 2^60 with the bootstrapping profiles), so a wrapped sum lands in the cle
 1 + tolerance] with probability about 2^-58: it is flagged, not missed. Level 0 (2^8 of headroom) would not be
 safe, which is why the accumulators stay one level up.
 
-Resolution, said plainly: one ciphertext per stage name, summed over the blocks and over the c calls of that
-stage, so memory stays one ciphertext per stage. In-domain terms are each at most 1, so their sum is at most c:
+Resolution, said plainly: one ciphertext per block and stage name (``begin_block`` opens a block's section),
+summed over the c calls of that stage in that block. In-domain terms are each at most 1, so their sum is at
+most c:
 
 * a slot above c (1 + tolerance) is certainly out of domain: ``out_of_domain``, an error for the caller. A
   single value is always caught once it is more than (c (1 + tolerance))^(2^-k) - 1 half-widths outside
@@ -35,7 +36,10 @@ stage, so memory stays one ciphertext per stage. In-domain terms are each at mos
   several values of the same slot and stage within a few percent of the edges (a sum cannot tell them
   apart). Suspect stages are reported (``IndicatorVerdict.suspect``, the summary line), not raised.
 
-The report names the stage, not the block.
+The report names the block and the stage ("block 3 softmax"). Keeping blocks apart costs one level-1
+ciphertext per stage per block (2 MiB at N = 2^16: about 0.4 GiB for 30 blocks of 6 stages) and keeps c, and
+so the resolution, that of one block however many blocks run; summed over 30 blocks, c would reach about 100
+and a value would have to be 30% of a half-width outside (k = 4) to be flagged.
 
 Levels: the affine map (1), k squarings (k), the product that lands on the accumulator's exact scale (1):
 k + 2 levels from the refreshed ciphertext, which must leave at least ``ACCUMULATOR_LEVEL``.
@@ -131,6 +135,16 @@ class RangeIndicator:
     scale: float
     squarings: int = DEFAULT_SQUARINGS
     accumulators: dict[str, _Accumulator] = field(default_factory=dict)
+    section: str = ""  # the block being observed: the accumulators' names start with it
+
+    def begin_block(self, index: int) -> None:
+        """The observations that follow belong to block ``index``: they go to that block's accumulators."""
+        self.section = f"block {index}"
+
+    def section_state(self, index: int) -> dict:
+        """``public_state()`` restricted to block ``index``'s accumulators (what a per-block reading decrypts)."""
+        prefix = f"block {index} "
+        return {name: v for name, v in self.public_state().items() if name.startswith(prefix)}
 
     @staticmethod
     def fitting(ev, scale: float, levels: int) -> "RangeIndicator":
@@ -165,17 +179,19 @@ class RangeIndicator:
         z = ev.rescale(ev.mul_const(z, 1.0, target_scale=self.scale))  # lands on the accumulators' scale
         z.scale = self.scale  # equal up to float rounding of the constant's scale
         z = ev.drop_level(z, ACCUMULATOR_LEVEL)
-        acc = self.accumulators.get(stage)
+        name = f"{self.section} {stage}" if self.section else stage
+        acc = self.accumulators.get(name)
         tol = 4.0 * 2.0**self.squarings * error / half + NOISE_FLOOR
         if acc is None:
-            self.accumulators[stage] = _Accumulator(z, 1, tol)
+            self.accumulators[name] = _Accumulator(z, 1, tol)
         else:
             acc.ct = ev.add(acc.ct, z)
             acc.observations += 1
             acc.tolerance = max(acc.tolerance, tol)
 
     def public_state(self) -> dict:
-        """What the server returns with the outputs: per stage the ciphertext, its count and tolerance."""
+        """What the server returns with the outputs: per accumulator ("block i stage", or the stage alone when
+        no block was begun) the ciphertext, its count and tolerance."""
         return {stage: (a.ct, a.observations, a.tolerance) for stage, a in self.accumulators.items()}
 
     def read(self, decryptor, slots: int) -> IndicatorVerdict:

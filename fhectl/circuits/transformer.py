@@ -337,6 +337,9 @@ class SimRefresh:
         self.ev = ev
         self.by_stage: dict[str, int] = {}
 
+    def begin_block(self, index: int) -> None:
+        pass
+
     def refresh(self, cts, stage, domain=None, valid=None, fill=None, level=None, domains=None):
         self.by_stage[stage] = self.by_stage.get(stage, 0) + 1
         return [self.ev.fresh(level) for _ in cts]

@@ -15,6 +15,7 @@ from fhectl.ckks.params import load_parameters
 from fhectl.cli import console
 from fhectl.cli.errors import guarded
 from fhectl.cli.options import Choice, Device, Insecure, Json
+from fhectl.cli.refresh_report import refuse_unbootstrappable
 from fhectl.errors import InputError
 
 app = typer.Typer(help="Benchmark fhectl (and OpenFHE) and write a report under bench_results/.")
@@ -60,6 +61,7 @@ def bench(
     encrypted_prompts: Annotated[int, typer.Option("--encrypted-prompts", help="accuracy suite: prompts in the fully encrypted run (0: mirror only).", min=0)] = 8,
     encrypted_layers: Annotated[Optional[int], typer.Option("--encrypted-layers", help="accuracy suite: layers encrypted (default: all).", min=0)] = None,
     budget_minutes: Annotated[Optional[float], typer.Option("--budget-minutes", help="accuracy suite: stop the encrypted run after this long (it resumes on the next run).")] = None,
+    refresh: Annotated[str, typer.Option("--refresh", help="accuracy suite: how the encrypted run restores levels: client (round trips to the key holder) or bootstrap (on the server; needs a bootstrappable profile such as boot-n16-128).")] = "client",
     threads: Annotated[Optional[int], typer.Option("--threads", help="bootstrap suite: threads for each side, Numba's for fhectl and OpenMP's for OpenFHE (set before openfhe loads). Default 1.", min=1)] = None,
     isolated: Annotated[Optional[bool], typer.Option("--isolated/--no-isolated", help="bootstrap suite: run each side in child processes, in blocks A B A B (for rings where both sides do not fit in memory together). Default: when the estimated peak of both sides exceeds 80 % of the RAM.")] = None,
     rounds_per_block: Annotated[Optional[int], typer.Option("--rounds-per-block", help="bootstrap suite, isolated: timed rounds per child process (after its set-up and one warm-up); --repeat rounds in all. Default 2.", min=1)] = None,
@@ -78,7 +80,7 @@ def bench(
         if suites != ["accuracy"]:
             raise InputError("--suite accuracy runs alone (it writes its own report)")
         _accuracy(model, weights, profile, insecure, device, out, encrypted_prompts, encrypted_layers,
-                  budget_minutes, json)
+                  budget_minutes, json, refresh)
         return
     sizes = parse_int_list(batch_sizes or (QUICK_BATCH_SIZES if quick else DEFAULT_BATCH_SIZES), "--batch-sizes")
     if repeat is None:
@@ -127,19 +129,25 @@ def bench(
 
 
 def _accuracy(model, weights, profile, insecure, device, out, encrypted_prompts, encrypted_layers, budget_minutes,
-              json) -> None:
+              json, refresh) -> None:
     from fhectl.bench.accuracy import run_accuracy_report
 
-    params = load_parameters(profile or "gpt2-n16-128", allow_insecure=insecure)
+    if refresh not in ("client", "bootstrap"):
+        raise InputError(f"--refresh must be client or bootstrap, got {refresh!r}")
+    params = load_parameters(profile or ("boot-n16-128" if refresh == "bootstrap" else "gpt2-n16-128"),
+                             allow_insecure=insecure)
+    if refresh == "bootstrap" and encrypted_prompts:
+        refuse_unbootstrappable(params)
     console.err.print(f"accuracy of {model} on the evaluation set: plaintext mirror of every circuit, then "
-                      f"{encrypted_prompts} prompts fully encrypted on {params.name}")
+                      f"{encrypted_prompts} prompts fully encrypted on {params.name} ({refresh} refresh)")
 
     def tick(name: str) -> None:
         console.err.print(f"  {name}")
 
     path = run_accuracy_report(model, weights, params, out, encrypted_prompts=encrypted_prompts,
                                encrypted_layers=encrypted_layers, device="cpu" if device == "auto" else device,
-                               budget_s=None if budget_minutes is None else 60 * budget_minutes, tick=tick)
+                               budget_s=None if budget_minutes is None else 60 * budget_minutes, tick=tick,
+                               refresh=refresh)
     if json:
         console.print_json({"report_dir": str(path)})
     else:

@@ -207,6 +207,7 @@ class EncryptedGPT2:
             t0 = time.perf_counter()
             h = rescale_stream(self.server, h, s, self.stream_scales[i])
             s = self.stream_scales[i]
+            refresh.begin_block(i)
             h = block.forward(self.server, h, refresh, seg, clock)
             seconds = time.perf_counter() - t0
             ref = self.model.block(ref, i)

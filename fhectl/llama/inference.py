@@ -44,6 +44,9 @@ class LayerReport:
     precision_bits: float  # -log2 of the error relative to the largest |h| of the reference
     cosine_min: float  # over prompts, of the flattened (T, C) hidden states
     seconds: float
+    bootstraps: int | None = None  # in this block, with bootstrapping
+    indicator: dict | None = None  # this block's range-indicator reading, with bootstrapping (a measurement:
+    # the key holder decrypts the block's accumulators after it, as it decrypts the hidden state)
 
 
 @dataclass
@@ -177,6 +180,7 @@ class LlamaBlocks:
             t0 = time.perf_counter()
             h = rescale_stream(ev, h, s, self.stream_scales[i])
             s = self.stream_scales[i]
+            refresh.begin_block(i)
             h = self.blocks[i].forward(ev, h, refresh, seg, clock)
             if on_block is not None:
                 on_block(i, h, time.perf_counter() - t0)
@@ -225,7 +229,8 @@ class EncryptedLlama:
 
         With bootstrapping the key holder reads the range indicator with the outputs: a stage that may have
         left its domain is a DomainError (``out_of_domain="raise"``), or only reported in ``result.indicator``
-        (``"report"``).
+        (``"report"``). Each ``result.layers`` entry then also holds that block's bootstraps and its own
+        indicator reading (its accumulators decrypted after it, as its hidden state is).
         """
         if out_of_domain not in ("raise", "report"):
             raise InputError(f"out_of_domain must be 'raise' or 'report', got {out_of_domain!r}")
@@ -252,6 +257,7 @@ class EncryptedLlama:
             # block starts where the plan (and every later block) starts
             level = self.plan["refresh_level"] if indicator is not None else None
             (h,) = self.client.encrypt_hidden(self.layout, x / s, level=level)
+            bootstraps_before = [0]
 
             def on_block(i, h, seconds):
                 nonlocal refs
@@ -261,8 +267,15 @@ class EncryptedLlama:
                 err = float(np.max(np.abs(got - ref)))
                 scale = float(np.max(np.abs(ref)))
                 cos = min(cosine(got[a:a + n], ref[a:a + n]) for a, n in zip(seg.starts, seg.lengths))
-                result.layers.append(LayerReport(i, err, -math.log2(err / scale) if err > 0 else math.inf, cos,
-                                                 seconds))
+                report = LayerReport(i, err, -math.log2(err / scale) if err > 0 else math.inf, cos, seconds)
+                if indicator is not None:
+                    report.bootstraps = refresh.stats.bootstraps - bootstraps_before[0]
+                    bootstraps_before[0] = refresh.stats.bootstraps
+                    reading = read_indicators(indicator.section_state(i), self.client.decryptor,
+                                              self.params.slots, indicator.squarings)
+                    report.indicator = {"clean": reading.clean, "flagged": reading.flagged,
+                                        "suspect": reading.suspect, "summary": reading.summary()}
+                result.layers.append(report)
                 if on_layer is not None:
                     on_layer(i, got, result.layers[-1])
 

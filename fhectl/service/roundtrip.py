@@ -27,6 +27,9 @@ class RemoteRefresh:
         self.ctx, self.key_id, self.exchange, self.stats = ctx, key_id, exchange, stats
         self.max_reply_bytes = max_reply_bytes
 
+    def begin_block(self, index: int) -> None:
+        """Nothing to keep apart: the key holder checks every refreshed value as it comes."""
+
     def refresh(self, cts: list[Ciphertext], stage: str, domain=None, valid=None, fill=None, level=None,
                 domains=None) -> list[Ciphertext]:
         request = encode_refresh_request(self.ctx, cts, stage, domain=domain, valid=valid, fill=fill, level=level,

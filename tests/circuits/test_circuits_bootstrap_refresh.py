@@ -175,3 +175,21 @@ def test_indicator_sums_a_stage_and_keeps_its_count(kit):
     assert verdict.clean and stage.suspect and stage.max_value < stage.threshold
     assert 1e-3 < stage.resolution < 0.012  # (2 (1 + tol))^(1/64) - 1
     assert "SUSPECT" in verdict.summary()
+
+
+def test_indicator_keeps_each_block_apart(kit):
+    """One accumulator per block and stage: a value outside in block 1 is named there, block 0 reads clean, and
+    each block's count (so its threshold and resolution) is its own, however many blocks ran before."""
+    ind = kit.fresh_indicator()
+    x = kit.rng.uniform(-1.0, 1.0, kit.params.slots)
+    out = x.copy()
+    out[5] = 1.2  # 20% of a half-width outside
+    for block, values in ((0, x), (1, out)):
+        kit.refresh.begin_block(block)
+        kit.refresh.refresh([kit.encrypt(values, level=1), kit.encrypt(x, level=1)], "gate", domain=(-1.0, 1.0))
+    state = ind.public_state()
+    assert sorted(state) == ["block 0 gate", "block 1 gate"] and all(v[1] == 2 for v in state.values())
+    verdict = read_indicators(state, kit.client.decryptor, kit.params.slots)
+    assert verdict.flagged == ["block 1 gate"] and "OUT OF DOMAIN at block 1 gate" in verdict.summary()
+    assert list(ind.section_state(0)) == ["block 0 gate"]
+    assert read_indicators(ind.section_state(0), kit.client.decryptor, kit.params.slots).clean

@@ -79,12 +79,12 @@ def test_out_of_domain_is_detected_without_the_key_holder(checkpoint, prompt, mo
     monkeypatch.setattr(pipeline, "calibrated_domains", tight)
     res = runner.invoke(app, ["infer", str(prompt), "--weights", str(checkpoint), "--layers", "1", *BOOT])
     assert res.exit_code == 7, res.output
-    assert "range indicator: OUT OF DOMAIN at softmax" in res.stderr and "Traceback" not in res.output
+    assert "range indicator: OUT OF DOMAIN at block 0 softmax" in res.stderr and "Traceback" not in res.output
     res = runner.invoke(app, ["infer", str(prompt), "--weights", str(checkpoint), "--layers", "1", "--json",
                               "--allow-out-of-domain", *BOOT])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
-    assert data["indicator_clean"] is False and data["indicators"][0]["flagged"] == ["softmax"]
+    assert data["indicator_clean"] is False and data["indicators"][0]["flagged"] == ["block 0 softmax"]
 
 
 def test_client_refresh_stays_the_explicit_option_and_the_fallback(checkpoint, prompt):

@@ -65,6 +65,9 @@ def test_bootstrap_is_the_default_and_makes_no_round_trip(checkpoint, prompt):
     assert set(step["stage_seconds"]) >= {"softmax", "silu", "residual", "block output"}
     (layer,) = step["layers"]
     assert layer["precision_bits"] > PRECISION_BITS and layer["cosine_min"] > 0.9999, layer
+    # the block's own bootstraps and its own indicator reading (accumulators named by block and stage)
+    assert layer["bootstraps"] == boot["bootstraps"] and layer["indicator"]["clean"], layer
+    assert all(s["stage"].startswith("block 0 ") for s in step["indicator"]["stages"])
     assert data["top1_agreement"] == 1.0 and data["continuation"] == data["reference_continuation"]
     assert "bootstraps per block planned" in res.stderr and "0 round trips" in res.stderr
 
@@ -83,7 +86,7 @@ def test_out_of_domain_is_detected_without_the_key_holder(checkpoint, prompt, mo
     monkeypatch.setattr(pipeline, "calibrated_domains", tight)
     res = runner.invoke(app, ["infer", str(prompt), "--weights", str(checkpoint), *BOOT])
     assert res.exit_code == 7, res.output
-    assert "range indicator: OUT OF DOMAIN at softmax" in res.stderr and "Traceback" not in res.output
+    assert "range indicator: OUT OF DOMAIN at block 0 softmax" in res.stderr and "Traceback" not in res.output
 
 
 def test_client_refresh_stays_the_explicit_option_and_the_fallback(checkpoint, prompt):

@@ -125,9 +125,10 @@ def _write_json(path: Path, data) -> None:
 
 def run_encrypted(weights, domains: list[BlockDomains], params: Parameters, batch: list[dict], state_dir: Path,
                   n_layers: int | None = None, device: str = "cpu", tick=lambda s: None,
-                  deadline: float | None = None, refresh: str = "client") -> dict:
+                  deadline: float | None = None, refresh: str = "client", on_progress=lambda summary: None) -> dict:
     """Part 2: every layer encrypted on one packed batch, resumable per layer from ``state_dir``; ``refresh``
-    "client" or "bootstrap" (a stage out of its domain is reported, per layer, not raised)."""
+    "client" or "bootstrap" (a stage out of its domain is reported, per layer, not raised). ``on_progress``
+    receives the summary so far after each layer (a report that is current when the process is killed)."""
     cfg = weights.config
     n_layers = cfg.n_layer if n_layers is None else n_layers
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -153,6 +154,7 @@ def run_encrypted(weights, domains: list[BlockDomains], params: Parameters, batc
             os.replace(state_dir / "hidden.tmp.npy", state_dir / "hidden.npy")
             progress["layers"].append(dict(report.__dict__))
             _write_json(progress_path, progress)
+            on_progress(_summary(progress, ids, n_layers, refresh))
             boot = "" if report.bootstraps is None else (f", {report.bootstraps} bootstraps, "
                                                          f"{report.indicator['summary']}")
             tick(f"encrypted layer {i}: cosine {report.cosine_min:.6f}, {report.seconds:.0f} s{boot}")
@@ -170,6 +172,11 @@ def run_encrypted(weights, domains: list[BlockDomains], params: Parameters, batc
             _write_json(progress_path, progress)
         except _Deadline:
             pass
+    return _summary(progress, ids, n_layers, refresh)
+
+
+def _summary(progress: dict, ids: list[list[int]], n_layers: int, refresh: str) -> dict:
+    """What the report says of the encrypted run, from its saved progress."""
     layers = progress["layers"]
     final = progress.get("final")
     readings = [r for r in layers if r.get("indicator") is not None]
@@ -232,35 +239,44 @@ def run_accuracy_report(model_name: str, weights_spec, params: Parameters, out_r
         raise InputError(f"--encrypted-layers must be in 0..{cfg.n_layer}, got {encrypted_layers}")
     tick("calibrated")
     mirror = run_mirror(w, domains, prompts, tick)  # minutes: after every input check
-    encrypted = None
+    state = None
     if batch:
         key = hashlib.sha256((w.weights_digest() + params.name + repr([p["id"] for p in batch])
                               + repr(encrypted_layers) + ("" if refresh == "client" else refresh)).encode()).hexdigest()[:16]
         state = calibration.cache_dir().parent / "accuracy-state" / key
-        encrypted = run_encrypted(w, domains, params, batch, state, encrypted_layers, device, tick, deadline,
-                                  refresh)
-        encrypted["state_dir"] = str(state)
     created = _dt.datetime.now(_dt.timezone.utc)
-    report = {
-        "kind": "accuracy",
-        "created": created.isoformat(),
-        "command": sys.argv,
-        "git": git,
-        "model": {"name": model_name, "source": source, "config": cfg.__dict__, "digest": w.weights_digest()},
-        "profile": params.describe(),
-        "calibration": {"source": calib_source, "prompt_set": "calibration", "domains": [d.as_dict() for d in domains]},
-        "evaluation_set": {"prompts": len(prompts), "truncated_to_128_tokens": sum(p["truncated"] for p in prompts),
-                           "cut_to_tokens": cut_to},
-        "mirror": mirror,
-        "encrypted": encrypted,
-        "environment": environment(),
-        "seconds": time.time() - t0,
-    }
     name = f"{created.strftime('%Y-%m-%d')}_{(git.get('commit') or 'nocommit')[:8]}_{device}_{params.name}_accuracy-{model_name}"
     folder = Path(out_root) / name
-    folder.mkdir(parents=True, exist_ok=True)
-    _write_json(folder / "report.json", report)
-    _write_text(folder / "report.md", render_accuracy_markdown(report))
+
+    def write(encrypted: dict | None) -> None:
+        if encrypted is not None:
+            encrypted["state_dir"] = str(state)
+        report = {
+            "kind": "accuracy",
+            "created": created.isoformat(),
+            "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+            "command": sys.argv,
+            "git": git,
+            "model": {"name": model_name, "source": source, "config": cfg.__dict__, "digest": w.weights_digest()},
+            "profile": params.describe(),
+            "calibration": {"source": calib_source, "prompt_set": "calibration",
+                            "domains": [d.as_dict() for d in domains]},
+            "evaluation_set": {"prompts": len(prompts), "truncated_to_128_tokens": sum(p["truncated"] for p in prompts),
+                               "cut_to_tokens": cut_to},
+            "mirror": mirror,
+            "encrypted": encrypted,
+            "environment": environment(),
+            "seconds": time.time() - t0,
+        }
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_json(folder / "report.json", report)
+        _write_text(folder / "report.md", render_accuracy_markdown(report))
+
+    encrypted = None
+    if batch:
+        encrypted = run_encrypted(w, domains, params, batch, state, encrypted_layers, device, tick, deadline,
+                                  refresh, on_progress=write)
+    write(encrypted)
     return folder
 
 
@@ -349,7 +365,7 @@ def render_accuracy_markdown(r: dict) -> str:
             f"Prompts {', '.join(e['prompt_ids'])} (one per kind, each cut to its first "
             f"{_span(e['tokens'])} tokens, {sum(e['tokens'])} in all) packed into one ciphertext; "
             f"layers done: {e['layers_done']} of {e['layers_total']}"
-            f"{'' if e['complete'] else ' (PARTIAL: the run was stopped; the rows below cover only these layers)'}.",
+            f"{'' if e['complete'] else ' (PARTIAL: the rows below cover only these layers; the same command resumes from the next)'}.",
             "",
             _refresh_line(e),
             "",

@@ -13,6 +13,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from fhectl.ckks.params import load_parameters
 from fhectl.cli.main import app
 from tiny_llama import write_tiny_llama
 
@@ -79,3 +80,29 @@ def test_refresh_errors_are_one_line(checkpoint, tmp_path):
     res = runner.invoke(app, ["bench", "--suite", "accuracy", "--weights", str(checkpoint), "--profile",
                               "tiny-insecure", "--insecure", "--refresh", "bootstrap", "--out", str(tmp_path)])
     assert res.exit_code == 3 and "--refresh bootstrap:" in res.output and "Traceback" not in res.output
+
+
+def test_the_report_is_current_after_every_layer(checkpoint, tmp_path, monkeypatch):
+    """A run killed between layers leaves a report of the layers it finished (the process is not there to
+    write one at the end)."""
+    from fhectl.bench import accuracy as suite
+
+    seen = []
+    real = suite.run_encrypted
+
+    def killed_after_first_layer(*args, on_progress, **kwargs):
+        def progress(summary):
+            on_progress(summary)
+            seen.append(summary["layers_done"])
+            raise KeyboardInterrupt  # the session ends here
+        return real(*args, on_progress=progress, **kwargs)
+
+    monkeypatch.setattr(suite, "run_encrypted", killed_after_first_layer)
+    with pytest.raises(KeyboardInterrupt):
+        suite.run_accuracy_report("smollm2-135m", str(checkpoint), load_parameters(
+            "tiny-bootstrap-deep-insecure", allow_insecure=True), tmp_path / "out", encrypted_prompts=1,
+            refresh="bootstrap")
+    (folder,) = (tmp_path / "out").iterdir()
+    e = json.loads((folder / "report.json").read_text())["encrypted"]
+    assert seen == [1] and e["layers_done"] == 1 and not e["complete"] and e["per_layer"][0]["bootstraps"] > 0
+    assert "PARTIAL" in (folder / "report.md").read_text()

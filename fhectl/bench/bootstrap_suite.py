@@ -143,6 +143,7 @@ class OpenFHEBootstrapParams:
     secure: bool  # HEStd_128_classic, else HEStd_NotSet
     secret: str = "UNIFORM_TERNARY"  # SecretKeyDist: SPARSE_ENCAPSULATED where fhectl encapsulates
     recipe: str = "mirror"  # "mirror": the sizes above follow the profile; "native": OpenFHE's 60 / 59 bits
+    sparse_slots: int | None = None  # n' < N/2: OpenFHE's sparse packing (numSlots), as fhectl's sparse circuit
 
     @property
     def ring_degree(self) -> int:
@@ -150,7 +151,7 @@ class OpenFHEBootstrapParams:
 
     @property
     def slots(self) -> int:
-        return self.ring_degree // 2
+        return self.ring_degree // 2 if self.sparse_slots is None else self.sparse_slots
 
 
 OPENFHE_RECIPES = ("mirror", "native")
@@ -184,6 +185,7 @@ def openfhe_bootstrap_params(params: Parameters, config: BootstrapConfig,
         levels_after=params.max_level - config.depth(),
         secure=params.security_bits >= 128,
         secret="UNIFORM_TERNARY" if config.sparse_weight is None else "SPARSE_ENCAPSULATED",
+        sparse_slots=config.slots if config.slots not in (None, params.slots) else None,
     )
     if recipe == "native":
         return replace(mirrored, first_mod_bits=NATIVE_FIRST_MOD_BITS, scale_bits=NATIVE_SCALE_BITS, recipe="native")

@@ -61,10 +61,15 @@ tolerance of 2^-16 between scales would otherwise add errors of that relative si
 The ``Bootstrapper`` uses only the evaluator and the backend seam, so it runs unchanged on every backend.
 The groups' diagonals are computed directly from the stages' (``coeffs_to_slots_diagonals``), never as
 n x n matrices; the dense ``*_matrices`` are the slow reference they are tested against at small N.
-Sparse packing (n' < N/2 slots, repeated) is
-refreshed correctly by this full-slot circuit, since it removes q_0 I from every coefficient; the cheaper
-sparse variant (trace to the subring, n'-point transforms, real and imaginary parts in one EvalMod
-[Chen, Chillotti, Song 2019; Bossuat et al. 2021]) is future work.
+Sparse packing (n' < N/2 slots, repeated with period n') is refreshed correctly by this full-slot circuit,
+since it removes q_0 I from every coefficient, and more cheaply by the sparse-slot circuit
+(``BootstrapConfig.slots`` = n' <= N/4): the trace to the subring of X^(N/2n'), the transforms of the ring of
+degree 2n', and the real and imaginary parts side by side in 2n' slots, so one EvalMod instead of two
+[Chen, Chillotti, Song 2019, Sec. 4; Bossuat et al. 2021, Sec. 5]. It takes the levels of the full circuit
+(the packing is folded into plaintexts the transforms have anyway: ``_transforms``). At N = 2^10
+(tests/ckks/test_bootstrap.py) it measured 18.2-19.8 bits at n' = 64 (OpenFHE's EvalBootstrap with numSlots 64:
+13.6) and 14.6-17.8 at n' = 4 (OpenFHE: 16.5): the fewer the slots, the larger the subring's coefficients for
+the same values (by sqrt(N / 2n')), and the sine's departure from y - I grows with y.
 """
 
 from __future__ import annotations
@@ -129,6 +134,7 @@ class BootstrapConfig:
     stc_levels: int = 2
     sparse_weight: int | None = None  # Hamming weight of the encapsulation secret (None: ModRaise under s)
     refine_bits: int = 0  # > 0: a second bootstrapping of the first one's error times 2^refine_bits (Meta-BTS)
+    slots: int | None = None  # n' <= N/4: the sparse-slot circuit, for slots repeated with period n'; None: N/2
 
     @staticmethod
     def default(params: Parameters, failure_log2: float = -20.0, **kw) -> "BootstrapConfig":
@@ -394,6 +400,7 @@ class DiagonalTransform:
     """
 
     def __init__(self, diagonals: Diagonals, n: int, cache_size: int = 1):
+        """``n``: the period of the diagonals; below N/2 slots they (and the slots they act on) repeat."""
         if not diagonals or any(v.shape != (n,) for v in diagonals.values()):
             raise FhectlError(f"a linear transform needs non-empty diagonals of length {n}")
         self.n = n
@@ -442,9 +449,10 @@ class DiagonalTransform:
             if len(self._cache) >= self.cache_size:
                 self._cache.pop(next(iter(self._cache)))
             pts = {}
+            copies = ev.ctx.params.slots // self.n  # a sparse transform acts on every period of the slots
             for k, diag in self.diagonals.items():
                 g = k - k % self.baby
-                pts[k] = ev.encoder.encode(np.roll(diag, g), level=level, scale=scale).data  # rot_{-g}
+                pts[k] = ev.encoder.encode(np.tile(np.roll(diag, g), copies), level=level, scale=scale).data
             self._cache[key] = pts
         return self._cache[key]
 
@@ -519,24 +527,70 @@ def mod_raise(ctx: CKKSContext, ct: Ciphertext) -> Ciphertext:
                       slots=ct.slots)
 
 
+def sparse_slots(params: Parameters, config: BootstrapConfig) -> int | None:
+    """n' of the sparse-slot circuit, None for the full-slot one; ParameterError for an n' it cannot take."""
+    n = config.slots
+    if n is None or n == params.slots:
+        return None
+    stages = n.bit_length() - 1
+    if n & (n - 1) or not 2 * n <= params.slots or stages < max(config.cts_levels, config.stc_levels):
+        raise ParameterError(f"sparse-slot bootstrapping takes a power of two n' with 2^{max(config.cts_levels, config.stc_levels)} "
+                             f"<= n' <= N/4 = {params.slots // 2} (its level budgets need that many FFT stages), got {n}")
+    return n
+
+
+def _lift(d: Diagonals, n: int) -> Diagonals:
+    """Diagonals of period n as diagonals of period 2n: the same product on slots that repeat with period n."""
+    return {k: np.tile(v, 2) for k, v in d.items()}
+
+
 def _transforms(params: Parameters, config: BootstrapConfig) -> tuple[list, list]:
     """CoeffsToSlots' groups, each of a FFT stages scaled by 2^(-a/2): every stage (rows of two unit entries)
     is then unitary, so the values keep their size from group to group, and so do the integers that carry
     them (unscaled, CoeffsToSlots' first group would put out values 2^(-1/2) per later stage smaller, that
     much closer to the rounding of each rescale: 5 bits at N = 2^16 with budget 3). SlotsToCoeffs' groups
-    as they are."""
-    n = params.slots
+    as they are.
+
+    Sparse slots (n' <= N/4): the groups of the ring of degree 2n', on period 2n' (see ``Bootstrapper``):
+    CoeffsToSlots' last group has its rows scaled by A = (1 on the first n' slots of a period, -i on the
+    second), so that A y + conj(A y) holds 2 Re y then 2 Im y, one real vector of 2n' (one EvalMod);
+    SlotsToCoeffs' first group is composed with J, (J s)_j = s_(j mod n') + i s_(j mod n' + n'), which packs
+    the 2n' sines back into n' complex values. Both are folded into plaintexts the circuit has anyway: no
+    level, the first SlotsToCoeffs group has up to twice the diagonals."""
+    sparse = sparse_slots(params, config)
+    n = params.slots if sparse is None else sparse
+    ring = 2 * n
     sizes = [len(g) for g in _split(n.bit_length() - 1, config.cts_levels)]
-    groups = coeffs_to_slots_diagonals(params.ring_degree, config.cts_levels)
-    cts = [DiagonalTransform({k: v * 2.0 ** (-a / 2) for k, v in d.items()}, n) for a, d in zip(sizes, groups)]
-    stc = [DiagonalTransform(d, n) for d in slots_to_coeffs_diagonals(params.ring_degree, config.stc_levels)]
-    return cts, stc
+    groups = [{k: v * 2.0 ** (-a / 2) for k, v in d.items()}
+              for a, d in zip(sizes, coeffs_to_slots_diagonals(ring, config.cts_levels))]
+    back = slots_to_coeffs_diagonals(ring, config.stc_levels)
+    if sparse is None:
+        return [DiagonalTransform(d, n) for d in groups], [DiagonalTransform(d, n) for d in back]
+    period = 2 * n
+    lo = np.arange(period) < n
+    a = np.where(lo, 1.0 + 0j, -1j)
+    groups = [_lift(d, n) for d in groups]
+    groups[-1] = {k: a * v for k, v in groups[-1].items()}  # diag(A) M: rows scaled
+    j = {0: np.where(lo, 1.0 + 0j, 1j), n: np.where(lo, 1j, 1.0 + 0j)}  # offset n = -n modulo 2n
+    back = [_lift(d, n) for d in back]
+    back[0] = multiply_diagonals(back[0], j, period)
+    return [DiagonalTransform(d, period) for d in groups], [DiagonalTransform(d, period) for d in back]
+
+
+def trace_steps(params: Parameters, config: BootstrapConfig) -> list[int]:
+    """The rotations of the sparse circuit's trace: n', 2n', ..., N/4 (none for full slots)."""
+    sparse = sparse_slots(params, config)
+    steps, step = [], sparse
+    while step is not None and step < params.slots:
+        steps.append(step)
+        step *= 2
+    return steps
 
 
 def required_steps(params: Parameters, config: BootstrapConfig) -> list[int]:
     """Rotation steps whose Galois keys bootstrapping needs (and conjugation)."""
     cts, stc = _transforms(params, config)
-    return sorted({s for t in cts + stc for s in t.rotation_steps()})
+    return sorted({s for t in cts + stc for s in t.rotation_steps()} | set(trace_steps(params, config)))
 
 
 class Bootstrapper:
@@ -565,8 +619,10 @@ class Bootstrapper:
             raise LevelError(f"encapsulation keys of weight {encapsulation.weight}, circuit for {self.config.sparse_weight}")
         self.encapsulation = encapsulation
         self.q0 = p.moduli_q[0]
-        self.n = p.slots
+        self.sparse = sparse_slots(p, self.config)  # n' of the sparse-slot circuit, or None
+        self.n = p.slots if self.sparse is None else self.sparse
         self._cts, self._stc = _transforms(p, self.config)
+        self._trace = trace_steps(p, self.config)
         self.slot_order = bit_reverse(self.n)  # slot i holds coefficient pair slot_order[i]
         self._minus_i: dict[int, Plaintext] = {}
         self._i: dict[int, Plaintext] = {}
@@ -574,7 +630,7 @@ class Bootstrapper:
 
     # -- what the keys must cover
     def rotation_steps(self) -> list[int]:
-        return sorted({s for t in self._cts + self._stc for s in t.rotation_steps()})
+        return sorted({s for t in self._cts + self._stc for s in t.rotation_steps()} | set(self._trace))
 
     @property
     def output_level(self) -> int:
@@ -619,6 +675,39 @@ class Bootstrapper:
         im = ev.mul(diff, self._unit_plain(-1j, diff.level, self._minus_i))
         return re, im
 
+    def sparse_coeffs_to_slots(self, ct: Ciphertext, eval_scale: float | None = None) -> Ciphertext:
+        """The sparse-slot circuit's CoeffsToSlots (n' = ``self.n`` <= N/4 slots, repeated with period n'):
+        one real vector u of period 2n', slot i: coefficient slot_order[i] of the subring, slot n' + i: coefficient
+        n' + slot_order[i], at scale ``eval_scale``. Levels: cts_depth(), as the full circuit.
+
+        A message repeated with period n' is a polynomial in Y = X^(N/2n') [Chen, Chillotti, Song 2019, Sec. 4;
+        Cheon et al. 2018]; after ModRaise, q0 I is not. The trace sum_k rot(ct, k n'), k < N/2n' (log2(N/2n')
+        rotations: n', 2n', ..., N/4), keeps N/2n' times the coefficients of the powers of Y and cancels the
+        others, and the slots of a polynomial of degree 2n' in Y are U' of its coefficients, U' the decoding
+        matrix of the ring of degree 2n': the transforms are that ring's, on 2n' slots (``_transforms``)."""
+        ev = self.ev
+        for step in self._trace:  # the trace to the subring: times N / 2n'
+            ct = ev.add(ct, ev.rotate(ct, step))
+        if eval_scale is None:
+            eval_scale = float(self.ctx.params.moduli_q[ct.level - self.config.cts_depth()])
+        # as in ``coeffs_to_slots``, with the trace's factor N / 2n' taken out too
+        c = ct.scale / (2 * math.sqrt(self.n) * self.config.k * self.q0 * (self.ctx.params.slots // self.n))
+        w = self._cts[0].evaluate(ev, ct, eval_scale * c, primes=2)
+        for transform in self._cts[1:]:
+            w = transform.evaluate(ev, w, w.scale, primes=1)
+        w.scale = eval_scale
+        return ev.add(w, ev.conjugate(w))  # A y + conj(A y): 2 Re y, then 2 Im y
+
+    def sparse_slots_to_coeffs(self, s: Ciphertext, out_scale: float) -> Ciphertext:
+        """The sparse-slot circuit's SlotsToCoeffs: from the sines of period 2n' (as ``sparse_coeffs_to_slots``
+        lays them out) to the subring polynomial q0 sin / (2 pi) ~ t, whose slots repeat with period n'."""
+        ev = self.ev
+        w = self._stc[0].evaluate(ev, s, self.q0 / (2 * np.pi), primes=1)  # J folded in: the pairs packed
+        for transform in self._stc[1:]:
+            w = transform.evaluate(ev, w, w.scale, primes=1)
+        w.scale = out_scale
+        return w
+
     def eval_mod(self, u: Ciphertext) -> Ciphertext:
         """sin(2 pi K u) slot by slot (u real in [-1, 1]); scale about the input's. Levels: eval_mod_depth()."""
         ev = self.ev
@@ -651,6 +740,9 @@ class Bootstrapper:
         raised = self.mod_raise(ct0)  # level 0 -> L; decrypts to t + q0 I, |I| <= K
         if self.encapsulation is not None:
             raised = encapsulation.to_dense(self.ctx, raised, self.encapsulation)  # back under s
+        if self.sparse is not None:  # one EvalMod on the 2n' real coefficients
+            u = self.sparse_coeffs_to_slots(raised)
+            return self.sparse_slots_to_coeffs(self.eval_mod(u), ct.scale)
         re, im = self.coeffs_to_slots(raised)  # -> L - cts_depth
         re, im = self.eval_mod(re), self.eval_mod(im)  # -> L - cts_depth - eval_mod_depth
         return self.slots_to_coeffs(re, im, ct.scale)  # -> L - single_depth, scale of the input

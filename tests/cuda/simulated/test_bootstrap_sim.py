@@ -37,7 +37,10 @@ def _run(device: str):
     sk = kg.secret_key()
     # a transform of one FFT group (the last of SlotsToCoeffs at budget 2): few rotations
     transform = DiagonalTransform(slots_to_coeffs_diagonals(params.ring_degree, 2)[1], params.slots)
-    ev = Evaluator(ctx, kg.relin_key(sk), kg.galois_keys(sk, transform.rotation_steps(), conjugation=True))
+    # the sparse-slot circuit's kind: diagonals of period 8 on slots that repeat with period 8 (tiled plaintexts)
+    sparse = DiagonalTransform(slots_to_coeffs_diagonals(params.ring_degree // 2, 2)[1], params.slots // 2)
+    steps = sorted(set(transform.rotation_steps()) | set(sparse.rotation_steps()))
+    ev = Evaluator(ctx, kg.relin_key(sk), kg.galois_keys(sk, steps, conjugation=True))
     enc = Encryptor(ctx, kg.public_key(sk), SeededRandom("tests/cuda/bootstrap/enc"))
     dec = Decryptor(ctx, sk)
     rng = np.random.default_rng(7)
@@ -47,16 +50,20 @@ def _run(device: str):
     switched = encapsulation.to_dense(ctx, mod_raise(ctx, encapsulation.to_sparse(ctx, ev.drop_level(enc.encrypt(x), 0),
                                                                                    keys)), keys)
     mapped = transform.evaluate(ev, enc.encrypt(x), params.scale, primes=1)
+    half = np.tile(x[:params.slots // 2], 2)
+    sparse_mapped = sparse.evaluate(ev, enc.encrypt(half), params.scale, primes=1)
     host = ctx.backend.to_host
     return (host(raised.data), dec.decrypt_coefficients(raised), host(mapped.data), dec.decrypt(mapped),
             transform.eval_plain(x), dec.decrypt_coefficients(ev.drop_level(enc.encrypt(x), 0)), params,
-            host(switched.data), dec.decrypt_coefficients(switched))
+            host(switched.data), dec.decrypt_coefficients(switched), host(sparse_mapped.data),
+            dec.decrypt(sparse_mapped), np.tile(sparse.eval_plain(x[:params.slots // 2]), 2))
 
 
 def test_mod_raise_and_linear_transform_match_the_cpu():
     cpu, gpu = _run("cpu"), _run("cuda")
-    for i in (0, 1, 2, 3, 7, 8):
+    for i in (0, 1, 2, 3, 7, 8, 9, 10):
         assert np.array_equal(cpu[i], gpu[i])
+    assert precision_bits(gpu[10], gpu[11]) > 12  # the sparse transform, on every period
     big, small, params = gpu[1], gpu[5], gpu[6]
     lift = (big - small) / params.moduli_q[0]
     assert np.max(np.abs(lift - np.round(lift))) < 1e-6 and np.max(np.abs(lift)) < 16

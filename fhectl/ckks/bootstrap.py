@@ -702,9 +702,16 @@ class Bootstrapper:
         """The sparse-slot circuit's SlotsToCoeffs: from the sines of period 2n' (as ``sparse_coeffs_to_slots``
         lays them out) to the subring polynomial q0 sin / (2 pi) ~ t, whose slots repeat with period n'."""
         ev = self.ev
-        w = self._stc[0].evaluate(ev, s, self.q0 / (2 * np.pi), primes=1)  # J folded in: the pairs packed
+        copies = self.ctx.params.slots // self.n
+        # J folded in: the pairs packed. The label carries 1 / copies, which the trace below gives back.
+        w = self._stc[0].evaluate(ev, s, self.q0 / (2 * np.pi) / copies, primes=1)
         for transform in self._stc[1:]:
             w = transform.evaluate(ev, w, w.scale, primes=1)
+        # The trace again, on the result: the key switches above left noise on every coefficient, and the part
+        # off the subring, which no later sparse bootstrapping sees (its trace removes it), would otherwise bound
+        # the refinement (measured at N = 2^10, n' = 64: 23.9 bits refined without it).
+        for step in self._trace:
+            w = ev.add(w, ev.rotate(w, step))
         w.scale = out_scale
         return w
 

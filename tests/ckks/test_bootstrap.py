@@ -326,6 +326,20 @@ def test_sparse_slot_bootstrapping(bk, n):
     assert boot.rotation_steps() == required_steps(bk.params, config)
 
 
+def test_sparse_slot_refinement(bk):
+    """Meta-BTS on the sparse circuit: the second pass wins back what the first lost (measured 17.9-18.9 bits
+    one pass, 34.7-35.4 refined). Without the trace on SlotsToCoeffs' output the first pass's noise off the
+    subring, which the second pass cannot see, held the refined result at 23.9 bits."""
+    n = SPARSE[-1]
+    boot = Bootstrapper(bk.ctx, bk.ev, BootstrapConfig.default(bk.params, slots=n, refine_bits=12))
+    x = bk.slots()[:n]
+    tiled = np.tile(x, bk.params.slots // n)
+    ct = bk.ev.drop_level(bk.enc.encrypt(tiled), 0)
+    once = precision_bits(bk.dec.decrypt(boot.bootstrap_once(ct)), tiled)
+    refined = precision_bits(bk.dec.decrypt(boot.bootstrap(ct)), tiled)
+    assert refined > once + 10 and refined > 30, (once, refined)
+
+
 def test_sparse_slot_real_packing(bk):
     """Real values, sparse: they come back real (the imaginary parts as small as the error)."""
     n = SPARSE[-1]

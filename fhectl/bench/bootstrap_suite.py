@@ -114,11 +114,15 @@ class SuiteInterrupted(FhectlError):
 # Parameters
 
 
-def bootstrap_config(params: Parameters) -> BootstrapConfig:
-    """The configuration fhectl bootstraps ``params`` with, refused with one message when the chain is too short."""
-    from fhectl.ckks.bootstrap import BootstrapConfig
+def bootstrap_config(params: Parameters, slots: int | None = None) -> BootstrapConfig:
+    """The configuration fhectl bootstraps ``params`` with (the sparse-slot circuit for ``slots`` = n' < N/2),
+    refused with one message when the chain is too short or the slot count is not one it takes."""
+    from fhectl.ckks.bootstrap import BootstrapConfig, sparse_slots
 
     config = BootstrapConfig.for_params(params)
+    if slots is not None:
+        config = replace(config, slots=slots)
+        sparse_slots(params, config)  # ParameterError for a count it cannot take
     need = (f"one bootstrapping needs {config.depth()} levels (CoeffsToSlots {config.cts_depth()}, EvalMod "
             f"{config.eval_mod_depth()}, SlotsToCoeffs {config.stc_levels})")
     if config.depth() > params.max_level:
@@ -256,7 +260,8 @@ class FhectlBootstrapSide:
         self.setup_s = time.perf_counter() - t0
 
     def encrypt_exhausted(self, x: np.ndarray):
-        return self.ev.drop_level(self.enc.encrypt(x), 0)
+        """x: the ``slots`` values; the sparse-slot circuit's are repeated over the N/2 slots."""
+        return self.ev.drop_level(self.enc.encrypt(np.tile(x, self.params.slots // len(x))), 0)
 
     def bootstrap(self, ct):
         return self.boot.bootstrap(ct)
@@ -265,7 +270,12 @@ class FhectlBootstrapSide:
         self.ctx.backend.synchronize()
 
     def decrypt(self, ct) -> np.ndarray:
-        return self.dec.decrypt(ct)
+        return self.dec.decrypt(ct)[:self.slots]
+
+    @property
+    def slots(self) -> int:
+        """The values a round bootstraps: N/2, or n' for the sparse-slot circuit."""
+        return self.boot.n
 
     def levels_left(self, ct) -> int:
         return ct.level
@@ -293,7 +303,7 @@ class FhectlBootstrapSide:
     def describe(self) -> dict:
         p, c = self.params, self.config
         return {
-            "ring_degree": p.ring_degree, "slots": p.slots, "levels": p.max_level,
+            "ring_degree": p.ring_degree, "slots": self.slots, "levels": p.max_level,
             "moduli_bits": _bits_summary(p.moduli_q), "special_bits": _bits_summary(p.moduli_p),
             "log_q": round(sum(math.log2(q) for q in p.moduli_q), 2), "log_qp": round(p.log_qp, 2),
             "scale_bits": p.literal.scale_bits, "dnum": len(p.digits(p.max_level)),
@@ -722,8 +732,8 @@ def _open_side(spec, device: str, threads: int) -> tuple[list, int, dict, int]:
     from fhectl.ckks.bootstrap import Bootstrapper  # noqa: F401 - the engine's imports, before the baseline
 
     after_imports = _own_peak_rss_bytes()
-    return (fhectl_sides(FhectlBootstrapSide(params, config, device)), params.slots, {"numba": _numba_threads()},
-            after_imports)
+    side = FhectlBootstrapSide(params, config, device)
+    return fhectl_sides(side), side.slots, {"numba": _numba_threads()}, after_imports
 
 
 def _probe_child(spec, device: str, threads: int):
@@ -799,6 +809,7 @@ class SuiteOptions:
     block_timeout_s: float | None = None  # isolated mode: a child running longer is stopped and recorded
     openfhe_params: str = "mirror"  # OPENFHE_RECIPES
     memory_wait_s: float = 600.0  # isolated mode: wait up to this long for the memory a child is estimated to need
+    slots: int | None = None  # n' < N/2: the sparse-slot circuit on both sides (OpenFHE's numSlots)
 
 
 def isolation_reason(params: Parameters, impls: list[str], options: SuiteOptions) -> str | None:
@@ -823,7 +834,7 @@ def run_suite(report: dict, params: Parameters, options: SuiteOptions, out_root:
     Raises ``SuiteInterrupted`` after filling ``report`` with the complete rounds when the run stops early
     (at least one round done); the journal then stays in ``out_root`` for a rerun to resume from.
     """
-    config = bootstrap_config(params)
+    config = bootstrap_config(params, options.slots)
     impls = fhectl_impls(config) + (["openfhe"] if options.baseline == "openfhe" else [])
     isolated = isolation_reason(params, impls, options)
     header = {"version": JOURNAL_VERSION, "params_id": params.params_id, "commit": commit, "impls": impls,
@@ -878,13 +889,14 @@ def _run_in_process(state: dict, journal: Journal, params: Parameters, config, o
                     journal.append({"kind": "keys", "impl": name, "bytes": sides[name].key_bytes(Path(out_root))})
             done = {r["round"] for r in _complete_rounds(journal.of_kind("round"), impls, options.repeat)}
             todo = [i for i in range(options.repeat) if i not in done]
+            slots = sides["fhectl"].slots
             for w in range(options.warmup if todo else 0):
-                x = rng.uniform(-1, 1, params.slots)
+                x = rng.uniform(-1, 1, slots)
                 for name in (impls if w % 2 == 0 else impls[::-1]):
                     one_round(sides[name], x)
                 tick(f"bootstrap warm-up {w + 1}")
             for i in todo:
-                x = rng.uniform(-1, 1, params.slots)
+                x = rng.uniform(-1, 1, slots)
                 order = impls if i % 2 == 0 else impls[::-1]
                 for position, name in enumerate(order):
                     entry = one_round(sides[name], x)

@@ -278,7 +278,7 @@ def test_a_refining_configuration_adds_the_one_pass_row(tmp_path, params, monkey
     from fhectl.ckks.bootstrap import BootstrapConfig
 
     config = BootstrapConfig.default(params, refine_bits=8)
-    monkeypatch.setattr(bootstrap_suite, "bootstrap_config", lambda p: config)
+    monkeypatch.setattr(bootstrap_suite, "bootstrap_config", lambda p, slots=None: config)
     options = bootstrap_suite.SuiteOptions(repeat=2, warmup=1, baseline=None, memory=False, seed=2)
     report = {"results": [], "config": {}}
     bootstrap_suite.run_suite(report, params, options, tmp_path, commit="c0ffee")
@@ -291,3 +291,26 @@ def test_a_refining_configuration_adds_the_one_pass_row(tmp_path, params, monkey
     assert rows[bootstrap_suite.ONE_PASS]["key_bytes"] == rows["fhectl"]["key_bytes"]
     md = render_markdown(_renderable(report, params))
     assert "| fhectl (one pass) |" in md and "- refinement: fhectl / fhectl (one pass) time" in md
+
+
+def test_sparse_slot_run_against_openfhe_numslots(tmp_path):
+    """--slots 64: fhectl's sparse-slot circuit and OpenFHE's EvalBootstrap with numSlots 64 on the same 64
+    values (fhectl measured 19-20 bits worst at these parameters, OpenFHE 13.6; tests/ckks/test_bootstrap.py)."""
+    _require_openfhe()
+    res = runner.invoke(app, ["bench", "--suite", "bootstrap", "--profile", PROFILE, "--insecure", "--repeat", "1",
+                              "--warmup", "0", "--device", "cpu", "--slots", "64", "--out", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    report = load_report(Path(json.loads(res.stdout)["report_dir"]))
+    described = report["bootstrap"]["parameters"]
+    assert described["fhectl"]["slots"] == described["openfhe"]["slots"] == 64
+    rows = {r["impl"]: r for r in report["bootstrap"]["rounds"]}
+    assert rows["fhectl"]["worst_bits"] > 16.0 and rows["fhectl"]["worst_bits"] > rows["openfhe"]["worst_bits"]
+
+
+@pytest.mark.parametrize("slots", ["100", "1024"])
+def test_slot_counts_the_sparse_circuit_cannot_take_are_one_error_line(tmp_path, slots):
+    res = runner.invoke(app, ["bench", "--suite", "bootstrap", "--profile", PROFILE, "--insecure", "--slots", slots,
+                              "--out", str(tmp_path)])
+    assert res.exit_code == 3 and "sparse-slot bootstrapping" in res.stderr and "Traceback" not in res.output
+    res = runner.invoke(app, ["bench", "--suite", "ops", "--slots", "64", "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "--slots is an option of the bootstrap suite" in res.output

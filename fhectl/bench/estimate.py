@@ -113,10 +113,10 @@ def eval_mod_products(config) -> int:
 def _bootstrap_memory_model(params: Parameters) -> tuple[int, int]:
     """(switching keys held, bytes of keys and cached diagonals) of fhectl's bootstrapping at ``params``: the
     transforms as the Bootstrapper builds them (about a second at N = 2^16)."""
-    from fhectl.ckks.bootstrap import BootstrapConfig, _transforms
+    from fhectl.ckks.bootstrap import BootstrapConfig, linear_transforms
 
     config = BootstrapConfig.for_params(params)
-    cts, stc = _transforms(params, config)
+    cts, stc = linear_transforms(params, config)
     steps = {s for t in cts + stc for s in t.rotation_steps()}
     keys = len(steps) + 1 + 1 + (1 if config.sparse_weight is not None else 0)  # + conjugation, relin, to_dense
     limb = params.ring_degree * 8

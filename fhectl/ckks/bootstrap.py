@@ -66,7 +66,7 @@ since it removes q_0 I from every coefficient, and more cheaply by the sparse-sl
 (``BootstrapConfig.slots`` = n' <= N/4): the trace to the subring of X^(N/2n'), the transforms of the ring of
 degree 2n', and the real and imaginary parts side by side in 2n' slots, so one EvalMod instead of two
 [Chen, Chillotti, Song 2019, Sec. 4; Bossuat et al. 2021, Sec. 5]. It takes the levels of the full circuit
-(the packing is folded into plaintexts the transforms have anyway: ``_transforms``). At N = 2^10
+(the packing is folded into plaintexts the transforms have anyway: ``linear_transforms``). At N = 2^10
 (tests/ckks/test_bootstrap.py) it measured 18.2-19.8 bits at n' = 64 (OpenFHE's EvalBootstrap with numSlots 64:
 13.6) and 14.6-17.8 at n' = 4 (OpenFHE: 16.5): the fewer the slots, the larger the subring's coefficients for
 the same values (by sqrt(N / 2n')), and the sine's departure from y - I grows with y.
@@ -544,7 +544,7 @@ def _lift(d: Diagonals, n: int) -> Diagonals:
     return {k: np.tile(v, 2) for k, v in d.items()}
 
 
-def _transforms(params: Parameters, config: BootstrapConfig) -> tuple[list, list]:
+def linear_transforms(params: Parameters, config: BootstrapConfig) -> tuple[list, list]:
     """CoeffsToSlots' groups, each of a FFT stages scaled by 2^(-a/2): every stage (rows of two unit entries)
     is then unitary, so the values keep their size from group to group, and so do the integers that carry
     them (unscaled, CoeffsToSlots' first group would put out values 2^(-1/2) per later stage smaller, that
@@ -589,7 +589,7 @@ def trace_steps(params: Parameters, config: BootstrapConfig) -> list[int]:
 
 def required_steps(params: Parameters, config: BootstrapConfig) -> list[int]:
     """Rotation steps whose Galois keys bootstrapping needs (and conjugation)."""
-    cts, stc = _transforms(params, config)
+    cts, stc = linear_transforms(params, config)
     return sorted({s for t in cts + stc for s in t.rotation_steps()} | set(trace_steps(params, config)))
 
 
@@ -621,7 +621,7 @@ class Bootstrapper:
         self.q0 = p.moduli_q[0]
         self.sparse = sparse_slots(p, self.config)  # n' of the sparse-slot circuit, or None
         self.n = p.slots if self.sparse is None else self.sparse
-        self._cts, self._stc = _transforms(p, self.config)
+        self._cts, self._stc = linear_transforms(p, self.config)
         self._trace = trace_steps(p, self.config)
         self.slot_order = bit_reverse(self.n)  # slot i holds coefficient pair slot_order[i]
         self._minus_i: dict[int, Plaintext] = {}
@@ -659,7 +659,7 @@ class Bootstrapper:
         if eval_scale is None:  # EvalMod's scale: about its primes, so that each rescale keeps it
             eval_scale = float(self.ctx.params.moduli_q[ct.level - self.config.cts_depth()])
         # Slots at scale s are z = U w / s (w = t_lo + i t_hi); wanted: R w / (2 K q0) = c F^H z / sqrt(n)
-        # (the groups are unitary, ``_transforms``) with c = s / (2 sqrt(n) K q0) (halved: the real part comes
+        # (the groups are unitary, ``linear_transforms``) with c = s / (2 sqrt(n) K q0) (halved: the real part comes
         # as ct + conj(ct)). c stays out of the plaintexts: the groups compute F^H z / sqrt(n) at the label
         # eval_scale * c, whose integer polynomial is eval_scale * (c F^H z / sqrt(n)); relabelling it
         # eval_scale is then exact. The first group rescales by two primes, so its plaintext holds the shrink
@@ -684,7 +684,7 @@ class Bootstrapper:
         Cheon et al. 2018]; after ModRaise, q0 I is not. The trace sum_k rot(ct, k n'), k < N/2n' (log2(N/2n')
         rotations: n', 2n', ..., N/4), keeps N/2n' times the coefficients of the powers of Y and cancels the
         others, and the slots of a polynomial of degree 2n' in Y are U' of its coefficients, U' the decoding
-        matrix of the ring of degree 2n': the transforms are that ring's, on 2n' slots (``_transforms``)."""
+        matrix of the ring of degree 2n': the transforms are that ring's, on 2n' slots (``linear_transforms``)."""
         ev = self.ev
         for step in self._trace:  # the trace to the subring: times N / 2n'
             ct = ev.add(ct, ev.rotate(ct, step))

@@ -36,6 +36,7 @@ from fhectl.ckks.bootstrap import (
     eval_mod_plain,
     fft_stages,
     k_bound,
+    linear_transforms,
     required_steps,
     slots_to_coeffs_diagonals,
     slots_to_coeffs_matrices,
@@ -173,11 +174,10 @@ def test_transforms_at_the_128_bit_ring_invert_the_encoders_embedding():
     """At N = 2^16 (boot-n16-128, budgets 3 and 3: groups of 5 stages, at most 63 diagonals), the transforms the
     bootstrapper evaluates, in floats: CoeffsToSlots' unitary groups take the encoder's slots of a polynomial to
     sqrt(n) times its coefficients in bit-reversed order, and SlotsToCoeffs' groups take those back."""
-    from fhectl.ckks.bootstrap import _transforms
 
     p = load_parameters("boot-n16-128")
     config = BootstrapConfig.for_params(p)
-    cts, stc = _transforms(p, config)
+    cts, stc = linear_transforms(p, config)
     assert all(len(t.diagonals) <= 63 for t in cts + stc)
     n = p.slots
     coeffs = np.random.default_rng(3).normal(size=p.ring_degree)
@@ -299,6 +299,29 @@ def test_bootstrap_sparse_packing_through_the_full_slot_circuit(bk):
     tiled = np.tile(x, bk.params.slots // 64)
     got = bk.dec.decrypt(bk.boot.bootstrap(bk.ev.drop_level(bk.enc.encrypt(tiled), 0)))
     assert precision_bits(got, tiled) > BOOTSTRAP_BITS
+
+
+def test_sparse_transforms_match_the_subrings_decoding(bk):
+    """The plaintext model of the sparse circuit's folded transforms, against the dense decoding matrix U' of the
+    ring of degree 2n' (n' = 8): CoeffsToSlots' groups on U' w (w = t_lo + i t_hi, repeated) then A y + conj(A y)
+    give 2 sqrt(n') (t_lo, t_hi) in bit-reversed order side by side; SlotsToCoeffs' groups (J folded in) on
+    sines laid out that way give U' (sin_lo + i sin_hi), repeated."""
+    n = 8
+    config = BootstrapConfig.default(bk.params, slots=n)
+    cts, stc = linear_transforms(bk.params, config)
+    u_small, r = decoding_matrix(2 * n), bit_reverse(n)
+    rng = np.random.default_rng(8)
+    t_lo, t_hi = rng.uniform(-1, 1, n), rng.uniform(-1, 1, n)
+    y = np.tile(u_small @ (t_lo + 1j * t_hi), 2)
+    for transform in cts:
+        y = transform.eval_plain(y)
+    u = (y + np.conj(y)).real
+    assert np.allclose(u, 2 * math.sqrt(n) * np.concatenate([t_lo[r], t_hi[r]]), atol=1e-12)
+    s_lo, s_hi = rng.uniform(-1, 1, n), rng.uniform(-1, 1, n)
+    w = np.concatenate([s_lo[r], s_hi[r]]).astype(np.complex128)
+    for transform in stc:
+        w = transform.eval_plain(w)
+    assert np.allclose(w, np.tile(u_small @ (s_lo + 1j * s_hi), 2), atol=1e-12)
 
 
 @pytest.mark.parametrize("n", SPARSE)

@@ -174,7 +174,6 @@ def test_transforms_at_the_128_bit_ring_invert_the_encoders_embedding():
     """At N = 2^16 (boot-n16-128, budgets 3 and 3: groups of 5 stages, at most 63 diagonals), the transforms the
     bootstrapper evaluates, in floats: CoeffsToSlots' unitary groups take the encoder's slots of a polynomial to
     sqrt(n) times its coefficients in bit-reversed order, and SlotsToCoeffs' groups take those back."""
-
     p = load_parameters("boot-n16-128")
     config = BootstrapConfig.for_params(p)
     cts, stc = linear_transforms(p, config)

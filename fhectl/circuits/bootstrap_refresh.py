@@ -39,9 +39,11 @@ else at the measured cost in the table, up to 2^-13.2 (``RefreshModel.level0_uni
 those refreshes on [-2, 2] (a value far beyond the bound would come out of the sine as garbage, which reads
 out of domain).
 
-After bootstrapping, one plaintext product does three things at once: the mask (``valid``), the factor 2^b
-back, and an exact landing on Delta (the plaintext is encoded at Delta q_l / scale); then ``fill`` is added on
-the masked slots. So a refresh returns at most ``top_level`` = the bootstrapper's output level - 1, and
+After bootstrapping, the real part is taken (m + conj(m): one key switch; the slots' imaginary noise would
+otherwise grow through the circuits' polynomials, as a client refresh, which re-encrypts real values, never
+lets it), and one plaintext product does three things at once: the mask (``valid``), the factor 2^b / 2 back,
+and an exact landing on Delta (the plaintext is encoded at Delta q_l / scale); then ``fill`` is added on the
+masked slots. So a refresh returns at most ``top_level`` = the bootstrapper's output level - 1, and
 ``level`` asks for less. The range indicator (``fhectl.circuits.range_indicator``) observes the result.
 
 Limits, said plainly. The bound covers every slot, masked ones included (the sine acts on coefficients, which
@@ -263,13 +265,18 @@ class BootstrapRefresh:  # implements fhectl.circuits.protocols.BlockRefresher
             ct = ev.rescale(ev.mul_const(ct, 2.0**-b, target_scale=self.scale))  # l -> l-1, message m / 2^b
             ct.scale = self.scale  # so CoeffsToSlots meets one scale and reuses its encoded diagonals
         boot = self.boot.bootstrap(ct)  # -> output_level, scale ct.scale
+        # The real part: 2 Re(m) = m + conj(m), one key switch; the 1/2 rides in the product below. The circuits
+        # compute on real values, and a client refresh re-encrypts only those; bootstrapping keeps the slots'
+        # imaginary noise, which polynomials of high degree amplify off the real axis (the softmax's
+        # normalisations, squared seven times: garbage within one SmolLM2 block of 8 packed prompts, 2026-12-01).
+        boot = ev.add(boot, ev.conjugate(boot))
         lvl = boot.level
         pt_scale = self.scale * ev.ctx.params.moduli_q[lvl] / boot.scale  # lands exactly on Delta
         if mask is None:
-            fresh = ev.rescale(ev.mul_const(boot, float(2**b), target_scale=self.scale))  # -> top_level
+            fresh = ev.rescale(ev.mul_const(boot, 2.0 ** (b - 1), target_scale=self.scale))  # -> top_level
         else:
             m = np.asarray(mask, dtype=bool)
-            pt = ev.encoder.encode(np.where(m, float(2**b), 0.0), level=lvl, scale=pt_scale)
+            pt = ev.encoder.encode(np.where(m, 2.0 ** (b - 1), 0.0), level=lvl, scale=pt_scale)
             fresh = ev.rescale(ev.mul(boot, pt))  # -> top_level
         fresh.scale = self.scale  # equal up to float rounding of the plaintext's scale
         if mask is not None and fill != 0.0:

@@ -72,8 +72,9 @@ class SwitchingKey:
     + K, N). A switching key's digit j is P (Q / Q_j) [(Q / Q_j)^-1]_{Q_j} s' + e - a s over QP, whose residues
     modulo q_0..q_l do not depend on the primes above q_l, so the truncated key is exactly what the full one
     reads at those levels [Han, Ki, CT-RSA 2020, Sec. 3]: a key used only below the bootstrapping primes (the
-    circuits' rotations at boot-n16-128, levels <= 9) holds 2 digits of 16 limbs instead of 6 of 33. Such keys
-    live in memory only (they carry no seed; the key files hold full keys).
+    circuits' rotations at boot-n16-128, levels <= 9) holds 2 digits of 16 limbs instead of 6 of 33. Its a_j
+    come from its seed over those limbs (limb r of the truncated key is stream r), so a file stores b, the seed
+    and ``max_level`` (``fhectl.io.objects``).
     """
 
     def __init__(self, data, params_id: str, key_id: str, source: str, seed: bytes | None = None,
@@ -100,9 +101,9 @@ class SwitchingKey:
 
     @classmethod
     def deferred(cls, make, shape: tuple[int, ...], params_id: str, key_id: str, source: str,
-                 seed: bytes | None = None) -> "SwitchingKey":
+                 seed: bytes | None = None, max_level: int | None = None) -> "SwitchingKey":
         """A key whose ``data`` (of ``shape``) is ``make()``, called on first use and again after release()."""
-        key = cls(None, params_id, key_id, source, seed)
+        key = cls(None, params_id, key_id, source, seed, max_level)
         key._make = make
         key._shape = tuple(int(d) for d in shape)
         return key
@@ -290,7 +291,7 @@ class KeyGenerator:
 
     def switching_key(self, source_ntt, sk: SecretKey, source: str, max_level: int | None = None) -> SwitchingKey:
         """A key switching ciphertexts under s' (``source_ntt``, NTT form over QP) to ``sk``; with
-        ``max_level``, only for ciphertexts up to that level (``SwitchingKey``: fewer limbs and digits, no seed)."""
+        ``max_level``, only for ciphertexts up to that level (``SwitchingKey``: fewer limbs and digits)."""
         ctx, be = self.ctx, self.ctx.backend
         p = ctx.params
         level = p.max_level if max_level is None else int(max_level)
@@ -321,9 +322,8 @@ class KeyGenerator:
             b = be.concat_limbs([be.limbs(b, 0, digit.start), summed, be.limbs(b, digit.stop, len(rows))])
             parts.append(be.stack_polys([b, a]))
         data = be.stack_new_axis(parts)
-        if truncated:  # in memory only: the key files hold full keys, re-expanded from their seeds
-            return SwitchingKey(data=data, params_id=p.params_id, key_id=sk.key_id, source=source, max_level=level)
-        return SwitchingKey(data=data, params_id=p.params_id, key_id=sk.key_id, source=source, seed=seed)
+        return SwitchingKey(data=data, params_id=p.params_id, key_id=sk.key_id, source=source, seed=seed,
+                            max_level=level if truncated else None)
 
     def relin_key(self, sk: SecretKey) -> SwitchingKey:
         be = self.ctx.backend
@@ -361,6 +361,11 @@ class KeyGenerator:
     def rekey(self, old: SecretKey, new: SecretKey) -> SwitchingKey:
         """The switching key old -> new, for rewrapping ciphertexts without decrypting them."""
         return self.switching_key(old.ntt, new, f"key:{old.key_id}")
+
+
+def conjugation_galois_element(ring_degree: int) -> int:
+    """The Galois element whose key conjugation needs (bootstrapping's CoeffsToSlots)."""
+    return galois_element_for_conjugation(ring_degree)
 
 
 def rotation_galois_elements(steps, ring_degree: int) -> list[int]:

@@ -43,7 +43,8 @@ Refresh = Annotated[RefreshChoice, typer.Option(
     "trips; a homomorphic range indicator replaces the key holder's domain checks), client (ciphertexts go back to "
     "the key holder to be decrypted and re-encrypted) or auto (bootstrap when the profile's chain fits the "
     "bootstrapper and the blocks, else client with a note). An explicit bootstrap on a profile that cannot is "
-    "an error (exit 3); with --server the server uses client refresh.")]
+    "an error (exit 3); with --server the server decides (`fhectl serve --refresh`) and an explicit value must "
+    "match it.")]
 AllowOutOfDomain = Annotated[bool, typer.Option(
     "--allow-out-of-domain",
     help="With bootstrapping: report a range indicator that reads out of domain instead of failing (exit 7).")]

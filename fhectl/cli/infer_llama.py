@@ -36,9 +36,6 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
         raise InputError(f"--layers must be at least 0, got {layers}")
     if server is not None and layers is not None:
         raise InputError("with --server the server decides how many blocks run encrypted; drop --layers")
-    if server is not None and refresh == "bootstrap":
-        raise InputError("--refresh bootstrap runs the blocks in this process; an `fhectl serve` server uses client "
-                         "refresh")
     text = read_prompt(prompt)
     params = load_parameters(profile, allow_insecure=insecure) if server is None else None
     if params is not None and refresh == "bootstrap":  # what the profile alone decides, before the weights load
@@ -56,6 +53,7 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
             raise InputError(f"the server at {server} serves {len(models)} models; fhectl infer expects one")
         served = models[0]
         params, n_layers = parameters_of(served, insecure), served["encrypted_layers"]
+        check_served_refresh(served, refresh, server)
     else:
         n_layers = min(DEFAULT_ENCRYPTED_LAYERS, cfg.n_layer) if layers is None else layers
     if not 0 <= n_layers <= cfg.n_layer:
@@ -81,8 +79,18 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
         with console.stage(f"generating keys and uploading the public bundle to {server} (the secret key stays "
                            "here)"):
             remote = RemoteLlama(service, served["name"], w, device=device, allow_insecure=insecure)
+        counts = remote.galois_keys
+        short = (f"; {counts['truncated']} of {counts['count']} Galois keys made for the blocks' levels only"
+                 if counts["truncated"] else "")
         console.message(f"server {server}: model {served['name']}, {n_layers} of {cfg.n_layer} blocks encrypted "
-                        f"there, public key bundle {remote.bundle_bytes / 2**20:.1f} MiB uploaded")
+                        f"there, public key bundle {remote.bundle_bytes / 2**20:.1f} MiB uploaded{short}")
+        if served.get("refresh_note"):
+            console.message(f"server: {served['refresh_note']}")
+        if remote.refresh_mode == "bootstrap":
+            boot = served["bootstrap"]
+            console.message(f"refresh: bootstrapping on the server, {boot['bootstraps_per_block']} bootstraps per "
+                            f"block planned (level simulator), 0 round trips; a refresh returns level "
+                            f"{boot['refresh_level']} of {params.max_level}")
     console.message(f"model: {source}")
     console.message(f"{len(ids)} prompt tokens; {n_layers} of {cfg.n_layer} blocks ENCRYPTED, the other "
                     f"{cfg.n_layer - n_layers} run in the clear on the client (--layers {cfg.n_layer} encrypts all); "
@@ -145,7 +153,7 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
             def run_batch(batch):
                 seen_blocks = set()
                 remote.on_state = lambda job: on_state(job, seen_blocks)
-                return remote.run(batch)
+                return remote.run(batch, out_of_domain="report" if allow_out_of_domain else "raise")
         try:
             new_ids, results = greedy_decode(run_batch, engine.layout.tokens, ids, max_new_tokens, stop, on_token)
         finally:
@@ -162,7 +170,8 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
         console.print_json({"model": source, "prompt_tokens": ids, "continuation": continuation,
                             "reference_continuation": ref_text, "encrypted_layers": n_layers, "layers": cfg.n_layer,
                             "profile": params.describe(), "top1_agreement": agree / len(results),
-                            "refresh": mode, "refresh_note": engine.refresh_note if remote is None else "",
+                            "refresh": mode,
+                            "refresh_note": engine.refresh_note if remote is None else served.get("refresh_note", ""),
                             "indicator_clean": indicator_clean, "steps": [r.as_dict() for r in results]})
         return
     console.data(continuation if chat else text + continuation)  # with --chat: the assistant's reply
@@ -189,3 +198,13 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
                     f"continuation: {ref_text!r}")
     console.message(f"{n_layers} of {cfg.n_layer} blocks were encrypted; {cfg.n_layer - n_layers} ran in the clear "
                     "on the client.")
+
+
+def check_served_refresh(served: dict, refresh: str, server: str) -> None:
+    """With --server the server decides how levels are restored; an explicit --refresh must be what it does
+    (one InputError line otherwise, before any key is made)."""
+    mode = served.get("refresh", "client")
+    if refresh != "auto" and refresh != mode:
+        how = ("bootstraps (no round trips)" if mode == "bootstrap" else
+               "uses client refresh (start it with `fhectl serve --refresh bootstrap` to bootstrap there)")
+        raise InputError(f"--refresh {refresh}: the server at {server} {how}; drop --refresh or use --refresh auto")

@@ -9,12 +9,21 @@ import typer
 
 from fhectl.cli import console
 from fhectl.cli.errors import fail, guarded
+from fhectl.cli.infer_cmd import RefreshChoice
 from fhectl.cli.options import Choice, Device, Insecure, Profile
 
 
 class ExecutorChoice(Choice):
     local = "local"
     ray = "ray"
+
+
+ServeRefresh = Annotated[RefreshChoice, typer.Option(
+    "--refresh", case_sensitive=False,
+    help="How the served blocks restore levels: bootstrap (on this server, zero round trips; clients upload the "
+    "bootstrapping keys and read a range indicator with the outputs), client (refresh requests to the key holder "
+    "mid-block) or auto (bootstrap where the profile and the blocks allow it, else client with a note). An "
+    "explicit bootstrap on a profile that cannot is an error (exit 3).")]
 
 
 def default_store() -> Path:
@@ -41,6 +50,7 @@ def serve(
     max_bundle_mib: Annotated[int, typer.Option("--max-bundle-mib", help="Largest key bundle accepted, MiB.", min=1)] = 16384,
     max_body_mib: Annotated[int, typer.Option("--max-body-mib", help="Largest job input or refresh reply, MiB.", min=1)] = 2048,
     shutdown_grace: Annotated[float, typer.Option("--shutdown-grace", help="Seconds running jobs get to finish on shutdown.", min=0)] = 30.0,
+    refresh: ServeRefresh = RefreshChoice.auto,
     device: Device = "auto",
 ) -> None:
     """Serve encrypted inference: clients upload public key bundles and encrypted inputs, and answer refreshes."""
@@ -52,7 +62,7 @@ def serve(
     from fhectl.service.run import serve_forever
 
     config = ServerConfig(
-        spec=ModelSpec(model, weights, profile, layers, max_tokens, insecure),
+        spec=ModelSpec(model, weights, profile, layers, max_tokens, insecure, str(refresh)),
         store=store or default_store(), device=str(device), workers=workers,
         executor=str(executor), ray_address=ray_address,
         limits=Limits(max_queue=max_queue, max_jobs_per_bundle=max_jobs_per_bundle, refresh_timeout_s=refresh_timeout),

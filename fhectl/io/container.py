@@ -88,6 +88,7 @@ KIND_CODES: dict[str, int] = {
     "refresh-request": 10,  # fhectl serve: ciphertexts the server sends its key holder to refresh
     "refresh-reply": 11,  # ... and the fresh encryptions that come back
     "slot-masks": 12,  # which slots of a refresh request carry values (uint8 per slot)
+    "encapsulation-keys": 13,  # bootstrapping's sparse-secret encapsulation: two public switching keys
 }
 KIND_NAMES: dict[int, str] = {code: name for name, code in KIND_CODES.items()}
 

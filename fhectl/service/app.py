@@ -26,12 +26,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fhectl.ckks.keys import rotation_galois_elements
 from fhectl.errors import FhectlError
 from fhectl.io.container import read_container, read_header
 from fhectl.service.executor import Executor, LocalProcessPool
 from fhectl.service.jobs import Limits, QueueFull, Scheduler, StaleRefresh
-from fhectl.service.models import ModelSpec, ServedModel
+from fhectl.service.models import ModelSpec, ServedModel, check_bundle_covers
 from fhectl.service.store import Conflict, NotFound, Store, check_public_bundle, valid_id
 from fhectl.service.wire import API_VERSION, check_refresh_reply, job_input_meta
 
@@ -198,13 +197,13 @@ def create_app(config: ServerConfig, executor: Executor | None = None) -> FastAP
         tmp = store.incoming()
         try:
             await _receive(request, tmp, config.max_bundle_bytes)
-            key_id, elements = await off_loop(check_public_bundle, tmp, info["params_id"], config.max_bundle_bytes)
-            needed = rotation_galois_elements(info["rotation_steps"], info["ring_degree"])
-            missing = sorted(set(needed) - set(elements))
-            if missing:
-                raise FhectlError(f"key bundle lacks the Galois keys for {len(missing)} of the model's rotations")
-            token = store.add_bundle(tmp, key_id, info["params_id"], elements)
-            return JSONResponse({"key_id": key_id, "token": token, "bytes": store.bundle(key_id).bytes},
+            facts = await off_loop(check_public_bundle, tmp, info["params_id"], config.max_bundle_bytes,
+                                   served.params.max_level)
+            # every key the served model uses: its rotations (at their levels), and with bootstrapping the
+            # conjugation and encapsulation keys
+            check_bundle_covers(info, facts.elements, facts.max_levels, facts.encapsulation_weight)
+            token = store.add_bundle(tmp, facts.key_id, info["params_id"], facts.elements)
+            return JSONResponse({"key_id": facts.key_id, "token": token, "bytes": store.bundle(facts.key_id).bytes},
                                 status_code=201)
         finally:
             tmp.unlink(missing_ok=True)
@@ -230,6 +229,10 @@ def create_app(config: ServerConfig, executor: Executor | None = None) -> FastAP
                 raise NotFound(f"no model {meta['model']!r}")
             if c.key_id != key_id or c.params_id != info["params_id"]:
                 raise FhectlError("the input is not encrypted under this bundle's key and parameters")
+            start = info["bootstrap"]["refresh_level"] if info["bootstrap"] else None
+            if start is not None and not (isinstance(c.meta.get("level"), int) and c.meta["level"] >= start):
+                raise FhectlError(f"the input is at level {c.meta.get('level')!r}; this server's bootstrapped blocks "
+                                  f"start at level {start} (encrypt at that level)")
             job = scheduler.submit(key_id, meta, tmp)
             return JSONResponse({"job": job_view(job, 0)}, status_code=202)
         finally:

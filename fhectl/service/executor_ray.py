@@ -44,13 +44,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fhectl.ckks.evaluator import Evaluator
 from fhectl.errors import FhectlError
 from fhectl.io.atomic import atomic_write_bytes
 from fhectl.io.container import decode_container
 from fhectl.service.executor import TaskChannel, WorkerStartError
 from fhectl.service.models import ModelSpec
-from fhectl.service.worker import JobCancelled, Worker
+from fhectl.service.worker import JobCancelled, ServerKeys, Worker
 
 log = logging.getLogger("fhectl.serve")
 
@@ -132,7 +131,7 @@ class RayWorker:
         events.put(outcome)
 
     def _infer(self, task: dict, bundle: list, data: bytes, events: queue.Queue) -> tuple[str, object]:
-        ev = self.bundle_evaluator(task["key_id"], bundle)
+        keys = self.bundle_keys(task["key_id"], bundle)
         c = decode_container(data, "job input", expected_kind="ciphertext")
         counter = [0]
 
@@ -146,11 +145,11 @@ class RayWorker:
                 raise JobCancelled(f"a reply to refresh {index} came while refresh {counter[0]} was pending")
             return reply
 
-        result, summary = self.worker.infer(ev, c, task, exchange, lambda i: events.put(("progress", i)))
+        result, summary = self.worker.infer(keys, c, task, exchange, lambda i: events.put(("progress", i)))
         return "done", {"result": result, "summary": summary}
 
-    def bundle_evaluator(self, key_id: str, bundle: list) -> Evaluator:
-        """The evaluator of ``key_id``: cached, or over the bundle fetched from the object store."""
+    def bundle_keys(self, key_id: str, bundle: list) -> ServerKeys:
+        """The public keys of ``key_id``: cached, or from the bundle fetched from the object store."""
         cached = self.worker.evaluators
         if key_id in cached:
             cached.move_to_end(key_id)
@@ -161,7 +160,7 @@ class RayWorker:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(ray.get(bundle[0]))  # a read-only view of the object store: no copy in this process
-            return self.worker.evaluator(key_id, path)  # memory-maps the file: its pages outlive its name
+            return self.worker.keys(key_id, path)  # memory-maps the file: its pages outlive its name
         finally:
             os.unlink(path)
 

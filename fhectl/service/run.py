@@ -35,7 +35,11 @@ def serve_forever(config: ServerConfig, host: str, port: int, say=print) -> None
     say(f"loading model {config.spec.name!r} at profile {config.spec.profile} ...")
     app = create_app(config)
     info = app.state.model.info()
-    say(f"serving {info['name']} ({info['encrypted_layers']} of {info['n_layer']} blocks encrypted, "
+    if info["refresh_note"]:
+        say(info["refresh_note"])
+    refresh = (f"bootstrapping here, {info['bootstrap']['bootstraps_per_block']} bootstraps and 0 round trips per "
+               "block" if info["refresh"] == "bootstrap" else "client refresh")
+    say(f"serving {info['name']} ({info['encrypted_layers']} of {info['n_layer']} blocks encrypted, {refresh}, "
         f"{info['security_bits']}-bit {info['profile']}, up to {info['token_capacity']} tokens per job; each client "
         f"uploads {info['evaluation_key_bytes'] / 2**30:.2f} GiB of evaluation keys once) "
         f"on http://{bound_host}:{bound_port}/v1 with {config.workers} worker(s); store {config.store}; "

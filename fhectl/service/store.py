@@ -30,10 +30,14 @@ from pathlib import Path
 from fhectl.errors import FormatError, InputError
 from fhectl.io.atomic import atomic_write_bytes
 from fhectl.io.keyring import read_public_export
+from fhectl.io.objects import galois_max_levels
 
 # member name -> the kind it must have: the evaluation keys a server uses and the public key (checked, unused).
 # Rewrap keys of a keyring export are public switching keys; a server has no use for them but they are harmless.
 PUBLIC_MEMBERS = {"public-key": "public-key", "relin-key": "relin-key", "galois-keys": "galois-keys"}
+# optional: bootstrapping's sparse-secret encapsulation keys (public switching keys; a bootstrapping server whose
+# circuit encapsulates requires them, ``fhectl.service.models.check_bundle_covers``)
+OPTIONAL_MEMBERS = {"encapsulation-keys": "encapsulation-keys"}
 REWRAP_MEMBER = re.compile(r"rewrap-from-v[0-9]{1,9}\Z")
 _ID = re.compile(r"[A-Za-z0-9_-]{8,128}\Z")
 
@@ -64,6 +68,16 @@ class BundleRecord:
     galois_elements: list[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class BundleFacts:
+    """What the server's checks read from an uploaded bundle's headers (no key is loaded)."""
+
+    key_id: str
+    elements: list[int]  # Galois elements
+    max_levels: dict[int, int]  # element -> level, for the Galois keys truncated to it
+    encapsulation_weight: int | None  # the encapsulation keys' sparse weight, None without them
+
+
 @dataclass
 class JobRecord:
     job_id: str
@@ -92,15 +106,16 @@ class JobRecord:
         return {k: v for k, v in asdict(self).items()}
 
 
-def check_public_bundle(path: Path, params_id: str, max_bytes: int) -> tuple[str, list[int]]:
-    """(key id, Galois elements) of an uploaded bundle, after every check a stored bundle gets (checksums,
+def check_public_bundle(path: Path, params_id: str, max_bytes: int, top_level: int) -> BundleFacts:
+    """What an uploaded bundle holds (``BundleFacts``), after every check a stored bundle gets (checksums,
     every member bound to the bundle's key and parameters: ``read_public_export``), and those of a server:
-    public evaluation material only, for the parameters it runs. FormatError or KeyMismatchError otherwise."""
+    public evaluation material only, for the parameters it runs (``top_level``: their highest level, which a
+    truncated key stays below). FormatError or KeyMismatchError otherwise."""
     _, members = read_public_export(path, max_bytes=max_bytes, mmap=True)  # GiBs: mapped, not read into RAM
     for name, c in members.items():
         if c.kind == "secret-key" or "secret" in name:
             raise FormatError(f"key bundle member {name!r} is secret material: a server never takes a secret key")
-        want = PUBLIC_MEMBERS.get(name, "switching-key" if REWRAP_MEMBER.match(name) else None)
+        want = {**PUBLIC_MEMBERS, **OPTIONAL_MEMBERS}.get(name, "switching-key" if REWRAP_MEMBER.match(name) else None)
         if want is None or c.kind != want:
             raise FormatError(f"key bundle member {name!r} ({c.kind}) is not public evaluation material")
     missing = sorted(set(PUBLIC_MEMBERS) - set(members))
@@ -111,8 +126,16 @@ def check_public_bundle(path: Path, params_id: str, max_bytes: int) -> tuple[str
         raise FormatError(f"key bundle is for parameter set {public.params_id!r}; this server runs {params_id!r}")
     if not valid_id(public.key_id):
         raise FormatError("key bundle's key id is not 8-128 characters [A-Za-z0-9_-]")
-    elements = members["galois-keys"].meta.get("elements")
-    return public.key_id, list(elements) if isinstance(elements, list) else []
+    galois = members["galois-keys"].meta
+    elements = galois.get("elements")
+    elements = list(elements) if isinstance(elements, list) else []
+    max_levels = galois_max_levels(galois, top_level, "key bundle galois-keys")
+    weight = None
+    if "encapsulation-keys" in members:
+        weight = members["encapsulation-keys"].meta.get("weight")
+        if not (isinstance(weight, int) and not isinstance(weight, bool) and weight > 0):
+            raise FormatError("key bundle encapsulation-keys: meta 'weight' is not a positive integer")
+    return BundleFacts(public.key_id, elements, max_levels, weight)
 
 
 class Store:
@@ -200,4 +223,5 @@ class Store:
             p.unlink(missing_ok=True)
 
 
-__all__ = ["BundleRecord", "Conflict", "JobRecord", "NotFound", "Store", "check_public_bundle", "token_digest"]
+__all__ = ["BundleFacts", "BundleRecord", "Conflict", "JobRecord", "NotFound", "Store", "check_public_bundle",
+           "token_digest"]

@@ -14,8 +14,7 @@ from fhectl.ckks.keys import GaloisKeys, KeyGenerator, SwitchingKey
 from fhectl.ckks.params import load_parameters
 from fhectl.ckks.precision import precision_bits
 from fhectl.ckks.sampling import SeededRandom
-from fhectl.errors import FormatError, LevelError
-from fhectl.io.objects import galois_keys_to_container, switching_key_to_container
+from fhectl.errors import LevelError
 from fhe_kernels.automorphism import galois_element_for_rotation
 
 STEP = 3
@@ -69,7 +68,7 @@ def test_generated_truncated_key_has_the_levels_shape_and_rotates(kit):
     g, g1 = (galois_element_for_rotation(s, params.ring_degree) for s in (STEP, 1))
     key = gk.keys[g]
     k = len(params.moduli_p)
-    assert key.max_level == LEVEL and key.seed is None
+    assert key.max_level == LEVEL and key.seed is not None  # seeded like a full key: files store b and the seed
     assert key.shape == (len(params.digits(LEVEL)), 2, LEVEL + 1 + k, params.ring_degree)
     assert gk.keys[g1].max_level is None and gk.keys[g1].seed is not None  # steps not listed: full keys
     x = _message(params)
@@ -80,16 +79,12 @@ def test_generated_truncated_key_has_the_levels_shape_and_rotates(kit):
     assert precision_bits(ours, want) > precision_bits(theirs, want) - 1.0
 
 
-def test_a_truncated_key_refuses_higher_levels_and_files(kit, tmp_path):
+def test_a_truncated_key_refuses_higher_levels(kit, tmp_path):
+    """(Its file format, max_level in the container meta, is tested in tests/io/test_io_truncated_keys.py.)"""
     params, ctx, kg, sk, enc, dec, full = kit
     gk = kg.galois_keys(sk, [STEP], max_levels={STEP: LEVEL})
     ct = enc.encrypt(_message(params), level=LEVEL + 1)
     with pytest.raises(LevelError, match=f"covers levels up to {LEVEL}"):
         Evaluator(ctx, galois_keys=gk).rotate(ct, STEP)
-    with pytest.raises(FormatError, match="truncated"):
-        galois_keys_to_container(ctx, gk, 1)
-    (key,) = gk.keys.values()
-    with pytest.raises(FormatError, match="truncated"):
-        switching_key_to_container(ctx, key, "galois-key", 1)
     with pytest.raises(LevelError):
         kg.galois_key(sk, 5, max_level=params.max_level + 1)

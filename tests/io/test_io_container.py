@@ -155,7 +155,7 @@ def test_kind_codes_are_stable():
     # Codes are written to disk: changing one breaks every existing file.
     assert KIND_CODES == {"ciphertext": 1, "plaintext": 2, "public-key": 3, "secret-key": 4, "relin-key": 5,
                           "galois-keys": 6, "switching-key": 7, "evaluation-keys": 8, "keyset-public": 9,
-                          "refresh-request": 10, "refresh-reply": 11, "slot-masks": 12}
+                          "refresh-request": 10, "refresh-reply": 11, "slot-masks": 12, "encapsulation-keys": 13}
 
 
 def test_io_layer_does_not_import_ckks():

@@ -30,17 +30,20 @@ def free_port() -> int:
 class ServerProcess:
     """One `fhectl serve` subprocess; ``start`` waits until /v1/health answers."""
 
-    def __init__(self, checkpoint: Path, store: Path, cache: Path, *args: str):
-        self.checkpoint, self.store, self.cache, self.args = checkpoint, store, cache, args
+    def __init__(self, checkpoint: Path, store: Path, cache: Path, *args: str, profile: str = PROFILE,
+                 env: dict | None = None):
+        """``env``: more environment for the server (and its workers), such as NUMBA_NUM_THREADS."""
+        self.checkpoint, self.store, self.cache, self.args, self.profile = checkpoint, store, cache, args, profile
+        self.env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         self.log = store.parent / f"server-{self.port}.log"
 
     def start(self, timeout: float = 300.0) -> "ServerProcess":
-        env = dict(os.environ, XDG_CACHE_HOME=str(self.cache), OPENBLAS_NUM_THREADS="1")
+        env = {**os.environ, "XDG_CACHE_HOME": str(self.cache), "OPENBLAS_NUM_THREADS": "1", **self.env}
         cmd = [sys.executable, "-m", "fhectl.cli", "serve", "--model", MODEL, "--weights", str(self.checkpoint),
-               "--profile", PROFILE, "--insecure", "--device", "cpu", "--port", str(self.port),
+               "--profile", self.profile, "--insecure", "--device", "cpu", "--port", str(self.port),
                "--store", str(self.store), *self.args]
         self.proc = subprocess.Popen(cmd, env=env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -12,7 +17,7 @@ from fhectl.circuits.refresh import Client, Stats
 from fhectl.circuits.transformer import Segments
 from fhectl.llama.model import Llama
 from fhectl.service.client import ServiceClient
-from fhectl.service.remote_llama import parameters_of, public_bundle
+from fhectl.service.remote_llama import key_holder, parameters_of, public_bundle
 from fhectl.service.roundtrip import answer_refresh
 from fhectl.service.wire import decode_result, encode_job_input
 
@@ -23,12 +28,17 @@ class KeyHolder:
     """One secret key, its uploaded bundle, and thread-safe refresh answers (several jobs may share it)."""
 
     def __init__(self, url: str, weights, steps=None):
+        """``steps``: make Galois keys for these rotation steps only (full keys, no bootstrapping keys) instead of
+        the keys the served model asks for."""
         self.service = ServiceClient(url)
         self.info = self.service.model(MODEL)
         self.params = parameters_of(self.info, allow_insecure=True)
         self.ctx = CKKSContext(self.params, device="cpu")
-        self.client = Client(self.ctx, self.info["rotation_steps"] if steps is None else steps)
-        self.bundle = public_bundle(self.client)
+        if steps is None:
+            self.client, encapsulation = key_holder(self.ctx, self.info)
+        else:
+            self.client, encapsulation = Client(self.ctx, steps), None
+        self.bundle = public_bundle(self.client, encapsulation=encapsulation)
         self.model = Llama(weights)
         cfg = weights.config
         self.layout = Layout.for_model(self.params.slots, self.info["max_tokens"],
@@ -42,8 +52,9 @@ class KeyHolder:
 
     def job_input(self, prompt: list[int], layers: int = 1) -> bytes:
         x = self.model.embed(prompt) / self.info["stream_scales"][0]
+        level = self.info["bootstrap"]["refresh_level"] if self.info["refresh"] == "bootstrap" else None
         with self.lock:
-            (h,) = self.client.encrypt_hidden(self.layout, x)
+            (h,) = self.client.encrypt_hidden(self.layout, x, level=level)
         return encode_job_input(self.ctx, h, model=MODEL, segments=[len(prompt)], layers=layers)
 
     def answer(self, request: bytes) -> bytes:
@@ -65,3 +76,35 @@ class KeyHolder:
 
 def segments(prompt) -> Segments:
     return Segments((len(prompt),))
+
+
+# One thread for BLAS and for the engine, as the servers of these tests run: at N = 2^10 a 2-thread team on a
+# shared 2-core machine mostly waits (the planning's QR factorisations took minutes under load, seconds alone).
+ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+
+_LOCAL_RUN = """
+import json, sys
+import numpy as np
+from fhectl.ckks.params import load_parameters
+from fhectl.llama.inference import EncryptedLlama
+from fhectl.llama.pipeline import calibrated_domains, load_model
+checkpoint, profile, layers, max_tokens, refresh, prompts, out = sys.argv[1:]
+weights, tok, _ = load_model("tiny", checkpoint)
+engine = EncryptedLlama(weights, load_parameters(profile, allow_insecure=True), calibrated_domains(weights, tok)[0],
+                        int(layers), max_tokens=int(max_tokens), refresh=refresh)
+logits, result = engine.run(json.loads(prompts))
+np.save(out + "/logits.npy", np.stack(logits))
+with open(out + "/result.json", "w") as f:
+    json.dump(result.as_dict(), f)
+"""
+
+
+def local_run(checkpoint: Path, cache: Path, out: Path, prompts, *, profile: str, layers: int, max_tokens: int,
+              refresh: str) -> tuple[np.ndarray, dict]:
+    """The local run (``EncryptedLlama``) on ``prompts`` in a fresh process with one thread, as a reference for
+    a remote one: (logits (prompts, vocab), ``RunResult.as_dict()``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache), **ONE_THREAD)
+    subprocess.run([sys.executable, "-c", _LOCAL_RUN, str(checkpoint), profile, str(layers), str(max_tokens), refresh,
+                    json.dumps(prompts), str(out)], env=env, check=True, timeout=600)
+    return np.load(out / "logits.npy"), json.loads((out / "result.json").read_text())

@@ -147,18 +147,21 @@ def test_a_profile_without_a_bootstrapping_circuit_runs_with_client_refresh(chec
     assert line.startswith("error: --refresh bootstrap: profile tiny-deep-insecure cannot bootstrap")
 
 
-def test_packed_prompts_through_the_bootstrapped_softmax(smollm2, tmp_path, monkeypatch):
+@pytest.mark.parametrize("profile", ["tiny-bootstrap-deep-insecure", "tiny-boot-encap-insecure"])
+def test_packed_prompts_through_the_bootstrapped_softmax(smollm2, tmp_path, monkeypatch, profile):
     """Four prompts of four tokens filling one ciphertext (16 tokens of 32 features: every slot), one block
     bootstrapped: within 8 bits of float64 and the indicator clean. Before the refresh took the real part,
     the slots' imaginary noise grew through the softmax's seven squared normalisations into garbage (cosine
-    -0.13 here; -0.04 on SmolLM2 with 8 packed prompts at boot-n16-128), which the indicator did flag."""
+    -0.13 here; -0.04 on SmolLM2 with 8 packed prompts at boot-n16-128), which the indicator did flag.
+    tiny-boot-encap-insecure is boot-n16-128's chain at N = 2^10: the 128-bit profile's path (sparse-secret
+    encapsulation, two passes, level-truncated block keys) end to end (measured 10.8 bits with one prompt)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     tok = smollm2[1]
     cfg = LlamaConfig(vocab_size=tok.vocab_size, n_layer=1, n_embd=32, n_head=2, n_kv_head=1, head_dim=16,
                       n_inner=40, rope_theta=100.0, max_position=32, bos_token_id=1, eos_token_id=2)
     weights = random_weights(cfg, seed=5, std=0.5)
     domains, _ = pipeline.calibrated_domains(weights, tok)
-    params = load_parameters("tiny-bootstrap-deep-insecure", allow_insecure=True)
+    params = load_parameters(profile, allow_insecure=True)
     engine = EncryptedLlama(weights, params, domains, 1, max_tokens=16, refresh="bootstrap",
                             random=SeededRandom("tests/packed-softmax"))
     assert engine.layout.tokens * engine.layout.chunk == params.slots
@@ -167,3 +170,6 @@ def test_packed_prompts_through_the_bootstrapped_softmax(smollm2, tmp_path, monk
     (layer,) = result.layers
     assert layer.precision_bits > PRECISION_BITS and layer.cosine_min > 0.9999, layer
     assert result.indicator["clean"] and layer.indicator["clean"]
+    if profile == "tiny-boot-encap-insecure":
+        assert engine.bootstrapper.encapsulation is not None and engine.bootstrapper.config.refine_bits
+        assert 0 < result.galois_keys["truncated"] < result.galois_keys["count"]

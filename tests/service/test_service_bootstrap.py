@@ -3,9 +3,9 @@ blocks with zero round trips; the key holder reads the range indicator with the 
 bootstrapped run does.
 
 A real server process on 127.0.0.1 serving the tiny Llama's first block at the insecure N = 2^10 profile
-tiny-bootstrap-deep-insecure (its dense-secret circuit needs no encapsulation keys; the encapsulated case of
-boot-n16-128 is checked on the bundle rules, ``check_bundle_covers``, and the key format in
-tests/io/test_io_truncated_keys.py). Measured: 16 bootstraps per block, the remote logits equal to the local
+tiny-bootstrap-deep-insecure (its dense-secret circuit needs no encapsulation keys); the encapsulated, two-pass
+circuit of boot-n16-128 runs end to end at tiny-boot-encap-insecure (its chain at N = 2^10), and its bundle
+rules and key format are checked too (``check_bundle_covers``, tests/io/test_io_truncated_keys.py). Measured: 16 bootstraps per block, the remote logits equal to the local
 bootstrapped run's within 1e-3 of their scale (both are ~10 bits from float64), the same top-1 token.
 """
 
@@ -209,3 +209,27 @@ def test_serve_refuses_bootstrap_on_a_profile_that_cannot_before_the_model_loads
     assert res.exit_code == 3, res.output
     (line,) = [x for x in res.output.splitlines() if x.startswith("error:")]
     assert line.startswith("error: --refresh bootstrap: profile tiny-deep-insecure") and "Traceback" not in res.output
+
+
+def test_an_encapsulating_server_end_to_end(tiny_checkpoint, tiny_model, service_cache, tmp_path):
+    """At tiny-boot-encap-insecure (boot-n16-128's chain and circuit at N = 2^10) the served bootstrapping
+    encapsulates: the bundle carries the encapsulation keys, the server builds the two-pass bootstrapper from
+    them, and a job still makes zero round trips with a clean indicator and the float64 model's next tokens."""
+    srv = ServerProcess(tiny_checkpoint, tmp_path / "store", service_cache, "--refresh", "bootstrap", "--layers",
+                        "1", "--workers", "1", "--max-bundle-mib", "256", profile="tiny-boot-encap-insecure",
+                        env=ONE_THREAD).start()
+    try:
+        service = ServiceClient(srv.url)
+        assert service.model(MODEL)["encapsulation_weight"] == 32
+        engine = RemoteLlama(service, MODEL, tiny_model[0], allow_insecure=True)
+        try:
+            stored = srv.store / "bundles" / engine.client.sk.key_id / "bundle.fhe"
+            assert "encapsulation-keys" in unbundle_containers(read_container(stored))
+            _, result = engine.run(PROMPTS)
+        finally:
+            engine.close()
+            service.close()
+        assert result.refresh == "bootstrap" and result.stats.refresh_round_trips == 0
+        assert result.indicator["clean"] and all(p.top1_agrees for p in result.prompts)
+    finally:
+        assert srv.stop() == 0, srv.log.read_text()[-2000:]

@@ -125,10 +125,12 @@ def _write_json(path: Path, data) -> None:
 
 def run_encrypted(weights, domains: list[BlockDomains], params: Parameters, batch: list[dict], state_dir: Path,
                   n_layers: int | None = None, device: str = "cpu", tick=lambda s: None,
-                  deadline: float | None = None, refresh: str = "client", on_progress=lambda summary: None) -> dict:
+                  deadline: float | None = None, refresh: str = "client", on_progress=lambda summary: None,
+                  commit: str | None = None) -> dict:
     """Part 2: every layer encrypted on one packed batch, resumable per layer from ``state_dir``; ``refresh``
     "client" or "bootstrap" (a stage out of its domain is reported, per layer, not raised). ``on_progress``
-    receives the summary so far after each layer (a report that is current when the process is killed)."""
+    receives the summary so far after each layer (a report that is current when the process is killed);
+    ``commit``, the code that runs, is recorded with each layer (a resumed run may span several)."""
     cfg = weights.config
     n_layers = cfg.n_layer if n_layers is None else n_layers
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -152,7 +154,7 @@ def run_encrypted(weights, domains: list[BlockDomains], params: Parameters, batc
         def on_layer(i, got, report):
             np.save(state_dir / "hidden.tmp.npy", got)
             os.replace(state_dir / "hidden.tmp.npy", state_dir / "hidden.npy")
-            progress["layers"].append(dict(report.__dict__))
+            progress["layers"].append(dict(report.__dict__, commit=commit))
             _write_json(progress_path, progress)
             on_progress(_summary(progress, ids, n_layers, refresh))
             boot = "" if report.bootstraps is None else (f", {report.bootstraps} bootstraps, "
@@ -275,7 +277,8 @@ def run_accuracy_report(model_name: str, weights_spec, params: Parameters, out_r
     encrypted = None
     if batch:
         encrypted = run_encrypted(w, domains, params, batch, state, encrypted_layers, device, tick, deadline,
-                                  refresh, on_progress=write)
+                                  refresh, on_progress=write,
+                                  commit=(git.get("commit") or "")[:12] + (" (dirty)" if git.get("dirty") else ""))
     write(encrypted)
     return folder
 
@@ -304,18 +307,23 @@ def _reading(indicator: dict | None) -> str:
 def _refresh_line(e: dict) -> str:
     """How the run restored levels, and where a key holder stepped in."""
     resumed = e.get("resumed_at") or []
+    commits: dict[str, list[int]] = {}
+    for x in e["per_layer"]:
+        commits.setdefault(x.get("commit") or "unrecorded", []).append(x["layer"])
+    code = ("" if len(commits) < 2 else " The layers ran at several commits: " + "; ".join(
+        f"{c}: layers {_span(v)}" for c, v in commits.items()) + ".")
     boundaries = (f" The run resumed at layers {', '.join(map(str, resumed))}: at each of them the key holder "
                   "encrypted the saved state afresh (with fresh keys), one refresh by the key holder per resumption."
                   if resumed else "")
     if e.get("refresh", "client") == "client":
-        return "Refresh: client (the key holder decrypts and re-encrypts when levels run out)." + boundaries
+        return "Refresh: client (the key holder decrypts and re-encrypts when levels run out)." + boundaries + code
     flagged, suspect = e["indicator_flagged_layers"], e["indicator_suspect_layers"]
     verdict = ("clean in every layer" if not flagged and not suspect else
                (f"OUT OF DOMAIN in layers {', '.join(map(str, flagged))}" if flagged else "no layer out of domain")
                + (f"; suspect in layers {', '.join(map(str, suspect))}" if suspect else ""))
     return (f"Refresh: bootstrapping on the server, {e['bootstraps']} bootstraps in the layers done, 0 round trips "
             f"inside a run. Range indicator, read after each layer ({e['indicator_layers_read']} layers): {verdict}."
-            + boundaries)
+            + boundaries + code)
 
 
 def render_accuracy_markdown(r: dict) -> str:

@@ -52,6 +52,7 @@ def test_bootstrapped_accuracy_run_stops_and_resumes_per_layer(checkpoint, tmp_p
     e = json.loads((folder / "report.json").read_text())["encrypted"]
     assert e["complete"] and e["layers_done"] == e["layers_total"] == 2 and e["resumed_at"] == [1]
     assert [x["layer"] for x in e["per_layer"]] == [0, 1] and e["per_layer"][0] == layer  # kept, not rerun
+    assert all(x["commit"] for x in e["per_layer"])  # the code each layer ran
     assert all(x["precision_bits"] > PRECISION_BITS and x["indicator"]["clean"] for x in e["per_layer"])
     assert e["indicator_flagged_layers"] == [] and e["bootstraps"] == sum(x["bootstraps"] for x in e["per_layer"])
     assert e["final"]["stats"]["refresh_round_trips"] == 0 and e["top1_agreement"] is not None

@@ -243,11 +243,12 @@ def run_accuracy_report(model_name: str, weights_spec, params: Parameters, out_r
     mirror = run_mirror(w, domains, prompts, tick)  # minutes: after every input check
     state = None
     if batch:
-        key = hashlib.sha256((w.weights_digest() + params.name + repr([p["id"] for p in batch])
-                              + repr(encrypted_layers) + ("" if refresh == "client" else refresh)).encode()).hexdigest()[:16]
-        state = calibration.cache_dir().parent / "accuracy-state" / key
+        digest = hashlib.sha256((w.weights_digest() + params.name + repr([p["id"] for p in batch])
+                                 + repr(encrypted_layers) + ("" if refresh == "client" else refresh)).encode())
+        state = calibration.cache_dir().parent / "accuracy-state" / digest.hexdigest()[:16]
     created = _dt.datetime.now(_dt.timezone.utc)
-    name = f"{created.strftime('%Y-%m-%d')}_{(git.get('commit') or 'nocommit')[:8]}_{device}_{params.name}_accuracy-{model_name}"
+    name = (f"{created.strftime('%Y-%m-%d')}_{(git.get('commit') or 'nocommit')[:8]}_{device}_{params.name}"
+            f"_accuracy-{model_name}")
     folder = Path(out_root) / name
 
     def write(encrypted: dict | None) -> None:
@@ -373,7 +374,8 @@ def render_accuracy_markdown(r: dict) -> str:
             f"Prompts {', '.join(e['prompt_ids'])} (one per kind, each cut to its first "
             f"{_span(e['tokens'])} tokens, {sum(e['tokens'])} in all) packed into one ciphertext; "
             f"layers done: {e['layers_done']} of {e['layers_total']}"
-            f"{'' if e['complete'] else ' (PARTIAL: the rows below cover only these layers; the same command resumes from the next)'}.",
+            + ("." if e["complete"] else " (PARTIAL: the rows below cover only these layers; the same command "
+               "resumes from the next)."),
             "",
             _refresh_line(e),
             "",
@@ -399,8 +401,9 @@ def render_accuracy_markdown(r: dict) -> str:
                       f"{e['final']['key_bytes'] / 2**30:.2f} GiB."]
         elif e["final"]:
             boot = e["final"]["bootstrap"]
-            lines += ["", f"Last run's bootstraps by stage: " + ", ".join(f"{k} {v}" for k, v in boot["by_stage"].items())
-                      + f"; public key material {e['final']['key_bytes'] / 2**30:.2f} GiB."]
+            by_stage = ", ".join(f"{k} {v}" for k, v in boot["by_stage"].items())
+            lines += ["", f"Last run's bootstraps by stage: {by_stage}; public key material "
+                      f"{e['final']['key_bytes'] / 2**30:.2f} GiB."]
     lines += ["", f"Machine: {r['environment'].get('cpu')} ({r['environment'].get('cpu_count')} cores); "
               f"total {r['seconds']:.0f} s.", ""]
     return "\n".join(lines)

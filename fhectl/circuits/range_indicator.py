@@ -9,11 +9,11 @@ the server evaluates
 
 which is in [0, 1] inside the interval and grows fast outside: (1 + d)^(2^k) for a value d half-widths beyond
 an edge (k = 6: 1.9 at d = 1%, 23 at d = 5%). The indicators of one stage of one block are summed, slot by
-slot, into one ciphertext ("block 0 softmax", "block 0 silu", ...), which the server returns beside the outputs; the key holder
-decrypts them at the end of the pass (``RangeIndicator.read``) and names every stage with a slot above its
-threshold (see Resolution). The tolerance comes from the predicted error of the refreshed values (bootstrapping's error,
-``fhectl.circuits.bootstrap_refresh``): a value inside the interval but within that error of an edge can read
-up to 1 + 2^k err / half, so
+slot, into one ciphertext ("block 0 softmax", "block 0 silu", ...), which the server returns beside the
+outputs; the key holder decrypts them at the end of the pass (``RangeIndicator.read``) and names every
+stage with a slot above its threshold (see Resolution). The tolerance comes from the predicted error of the
+refreshed values (bootstrapping's error, ``fhectl.circuits.bootstrap_refresh``): a value inside the interval
+but within that error of an edge can read up to 1 + 2^k err / half, so
 
     tolerance = 4 * 2^k * max(err / half) + 2^-16,
 

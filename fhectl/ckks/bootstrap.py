@@ -534,8 +534,9 @@ def sparse_slots(params: Parameters, config: BootstrapConfig) -> int | None:
         return None
     stages = n.bit_length() - 1
     if n & (n - 1) or not 2 * n <= params.slots or stages < max(config.cts_levels, config.stc_levels):
-        raise ParameterError(f"sparse-slot bootstrapping takes a power of two n' with 2^{max(config.cts_levels, config.stc_levels)} "
-                             f"<= n' <= N/4 = {params.slots // 2} (its level budgets need that many FFT stages), got {n}")
+        least = max(config.cts_levels, config.stc_levels)
+        raise ParameterError(f"sparse-slot bootstrapping takes a power of two n' with 2^{least} <= n' <= N/4 = "
+                             f"{params.slots // 2} (its level budgets need that many FFT stages), got {n}")
     return n
 
 

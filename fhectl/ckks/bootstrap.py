@@ -540,7 +540,7 @@ def sparse_slots(params: Parameters, config: BootstrapConfig) -> int | None:
     return n
 
 
-def _lift(d: Diagonals, n: int) -> Diagonals:
+def _lift(d: Diagonals) -> Diagonals:
     """Diagonals of period n as diagonals of period 2n: the same product on slots that repeat with period n."""
     return {k: np.tile(v, 2) for k, v in d.items()}
 
@@ -570,10 +570,10 @@ def linear_transforms(params: Parameters, config: BootstrapConfig) -> tuple[list
     period = 2 * n
     lo = np.arange(period) < n
     a = np.where(lo, 1.0 + 0j, -1j)
-    groups = [_lift(d, n) for d in groups]
+    groups = [_lift(d) for d in groups]
     groups[-1] = {k: a * v for k, v in groups[-1].items()}  # diag(A) M: rows scaled
     j = {0: np.where(lo, 1.0 + 0j, 1j), n: np.where(lo, 1j, 1.0 + 0j)}  # offset n = -n modulo 2n
-    back = [_lift(d, n) for d in back]
+    back = [_lift(d) for d in back]
     back[0] = multiply_diagonals(back[0], j, period)
     return [DiagonalTransform(d, period) for d in groups], [DiagonalTransform(d, period) for d in back]
 

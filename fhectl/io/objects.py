@@ -286,6 +286,14 @@ def _b_half(ctx: CKKSContext, key: SwitchingKey, prefix: str = "") -> dict[str, 
     return {name: host[j, 0] for j, name in enumerate(_b_names(prefix, host.shape[0]))}
 
 
+def _key_payload(ctx: CKKSContext, key: SwitchingKey, prefix: str, whole: str) -> tuple[dict, dict]:
+    """(meta, arrays) of one switching key: seeded (b as "<prefix>b/<j>", the seed of a in the meta) when it has
+    a seed, both halves as the array ``whole`` otherwise."""
+    if key.seed is None:
+        return {}, {whole: np.asarray(ctx.backend.to_host(key.data))}
+    return {A_EXPANSION: prng.EXPANSION, A_SEED: key.seed.hex()}, _b_half(ctx, key, prefix)
+
+
 def switching_key_to_container(ctx: CKKSContext, key: SwitchingKey, kind: str, key_version: int | None,
                                meta: dict | None = None) -> Container:
     """Seeded (b and the seed of a) when the key has a seed; both halves otherwise. A truncated key records
@@ -295,11 +303,8 @@ def switching_key_to_container(ctx: CKKSContext, key: SwitchingKey, kind: str, k
     full["source"] = key.source
     if level is not None:
         full[MAX_LEVEL] = level
-    if key.seed is None:
-        return Container(kind, key.params_id, key.key_id, key_version, full,
-                         {"data": np.asarray(ctx.backend.to_host(key.data))})
-    full.update({A_EXPANSION: prng.EXPANSION, A_SEED: key.seed.hex()})
-    return Container(kind, key.params_id, key.key_id, key_version, full, _b_half(ctx, key))
+    extra, arrays = _key_payload(ctx, key, "", "data")
+    return Container(kind, key.params_id, key.key_id, key_version, full | extra, arrays)
 
 
 def container_to_switching_key(ctx: CKKSContext, c: Container, kind: str, source: str, *,
@@ -404,14 +409,10 @@ def encapsulation_keys_to_container(ctx: CKKSContext, keys: EncapsulationKeys, k
     if keys.to_dense.max_level is not None:
         raise FormatError("encapsulation key to_dense must be a full key (bootstrapping switches at the top level)")
     to_sparse = np.asarray(ctx.backend.to_host(keys.to_sparse))
-    meta: dict = {"weight": int(keys.weight), "source": keys.to_dense.source}
-    arrays = {"to-sparse": to_sparse}
-    if keys.to_dense.seed is None:
-        arrays["to-dense"] = np.asarray(ctx.backend.to_host(keys.to_dense.data))
-    else:
-        meta.update({A_EXPANSION: prng.EXPANSION, A_SEED: keys.to_dense.seed.hex()})
-        arrays.update(_b_half(ctx, keys.to_dense, "to-dense/"))
-    return Container("encapsulation-keys", keys.params_id, keys.key_id, key_version, meta, arrays)
+    extra, arrays = _key_payload(ctx, keys.to_dense, "to-dense/", "to-dense")
+    meta = {"weight": int(keys.weight), "source": keys.to_dense.source} | extra
+    return Container("encapsulation-keys", keys.params_id, keys.key_id, key_version, meta,
+                     {"to-sparse": to_sparse} | arrays)
 
 
 def container_to_encapsulation_keys(ctx: CKKSContext, c: Container, source: str = "encapsulation keys", *,

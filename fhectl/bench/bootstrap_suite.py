@@ -114,12 +114,15 @@ class SuiteInterrupted(FhectlError):
 # Parameters
 
 
-def bootstrap_config(params: Parameters, slots: int | None = None) -> BootstrapConfig:
-    """The configuration fhectl bootstraps ``params`` with (the sparse-slot circuit for ``slots`` = n' < N/2),
-    refused with one message when the chain is too short or the slot count is not one it takes."""
+def bootstrap_config(params: Parameters, slots: int | None = None, rotation_keys: str | None = None) -> BootstrapConfig:
+    """The configuration fhectl bootstraps ``params`` with (the sparse-slot circuit for ``slots`` = n' < N/2; the
+    transforms' baby-step split ``rotation_keys``, ``fhectl.ckks.bootstrap.ROTATION_KEY_CHOICES``), refused with
+    one message when the chain is too short or the slot count or split is not one it takes."""
     from fhectl.ckks.bootstrap import BootstrapConfig, sparse_slots
 
     config = BootstrapConfig.for_params(params)
+    if rotation_keys is not None:
+        config = replace(config, rotation_keys=rotation_keys)  # ParameterError for an unknown split
     if slots is not None:
         config = replace(config, slots=slots)
         sparse_slots(params, config)  # ParameterError for a count it cannot take
@@ -314,6 +317,7 @@ class FhectlBootstrapSide:
             "level_budget": [c.cts_levels, c.stc_levels], "bootstrap_depth": c.depth(),
             "eval_mod": {"k": c.k, "degree": c.degree, "double_angle": c.double_angle},
             "levels_left": self.boot.output_level, "rotation_steps": len(self.steps),
+            "transforms": f"double-hoisted baby-step giant-step, split {c.rotation_keys!r} ({len(self.steps)} rotation keys)",
             "passes": (f"two (Meta-BTS refinement, refine_bits = {c.refine_bits}: Bootstrapper.bootstrap)"
                        if c.refine_bits else "one (Bootstrapper.bootstrap)"),
             "threads": _numba_threads(), "device": self.device,
@@ -810,6 +814,7 @@ class SuiteOptions:
     openfhe_params: str = "mirror"  # OPENFHE_RECIPES
     memory_wait_s: float = 600.0  # isolated mode: wait up to this long for the memory a child is estimated to need
     slots: int | None = None  # n' < N/2: the sparse-slot circuit on both sides (OpenFHE's numSlots)
+    rotation_keys: str | None = None  # fhectl's baby-step split (None: the default, "fast")
 
 
 def isolation_reason(params: Parameters, impls: list[str], options: SuiteOptions) -> str | None:
@@ -834,7 +839,7 @@ def run_suite(report: dict, params: Parameters, options: SuiteOptions, out_root:
     Raises ``SuiteInterrupted`` after filling ``report`` with the complete rounds when the run stops early
     (at least one round done); the journal then stays in ``out_root`` for a rerun to resume from.
     """
-    config = bootstrap_config(params, options.slots)
+    config = bootstrap_config(params, options.slots, options.rotation_keys)
     impls = fhectl_impls(config) + (["openfhe"] if options.baseline == "openfhe" else [])
     isolated = isolation_reason(params, impls, options)
     header = {"version": JOURNAL_VERSION, "params_id": params.params_id, "commit": commit, "impls": impls,

@@ -306,6 +306,7 @@ def render_bootstrap(report: dict) -> list[str]:
             f"bootstrapping depth {d.get('bootstrap_depth')}, "
             f"levels left {d.get('levels_left', d.get('levels_left_asked'))}"
             + (f", passes: {d['passes']}" if d.get("passes") else "")
+            + (f", transforms: {d['transforms']}" if d.get("transforms") else "")
             + (f", EvalMod K = {d['eval_mod']['k']} degree {d['eval_mod']['degree']} double angles "
                f"{d['eval_mod']['double_angle']}" if d.get("eval_mod") else "")
             + (f", OpenFHE {d['version']}" if d.get("version") else ""))

@@ -102,7 +102,8 @@ def run_encrypted_gpt2(report: dict, params: Parameters, suites: list[str], batc
 
 
 def check_arguments(params: Parameters, suites: list[str], batch_sizes: list[int], repeat: int, warmup: int,
-                    model_config=None, bootstrap_slots: int | None = None) -> None:
+                    model_config=None, bootstrap_slots: int | None = None,
+                    rotation_keys: str | None = None) -> None:
     """Everything that can be refused before minutes of work, refused with one message."""
     unknown = [s for s in suites if s not in SUITES]
     if unknown:
@@ -117,10 +118,12 @@ def check_arguments(params: Parameters, suites: list[str], batch_sizes: list[int
     if "bootstrap" in suites:
         from fhectl.bench.bootstrap_suite import bootstrap_config
 
-        bootstrap_config(params, bootstrap_slots)  # a chain too short to bootstrap, or a slot count the
-        # sparse-slot circuit cannot take, is refused here, before any key is made
+        bootstrap_config(params, bootstrap_slots, rotation_keys)  # a chain too short to bootstrap, a slot
+        # count the sparse-slot circuit cannot take or an unknown split is refused here, before any key is made
     elif bootstrap_slots is not None:
         raise InputError("--slots is an option of the bootstrap suite (--suite bootstrap)")
+    elif rotation_keys is not None:
+        raise InputError("--rotation-keys is an option of the bootstrap suite (--suite bootstrap)")
 
 
 def estimate_run(params: Parameters, suites: list[str], batch_sizes: list[int], repeat: int, warmup: int,
@@ -138,7 +141,7 @@ def run_benchmarks(params: Parameters, suites: list[str], batch_sizes: list[int]
     """``bootstrap_options``: SuiteOptions fields of the bootstrap suite (threads, isolated, rounds_per_block,
     block_timeout_s); None values keep the defaults."""
     check_arguments(params, suites, batch_sizes, repeat, warmup, model_config,
-                    (bootstrap_options or {}).get("slots"))
+                    (bootstrap_options or {}).get("slots"), (bootstrap_options or {}).get("rotation_keys"))
     cost = estimate_run(params, suites, batch_sizes, repeat, warmup, baseline, model_config, bootstrap_options)
     env = environment()
     config = {"suites": suites, "batch_sizes": batch_sizes, "repeat": repeat, "warmup": warmup, "device": device,

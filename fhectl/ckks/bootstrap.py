@@ -36,8 +36,9 @@ with three non-zero diagonals (offsets 0 and +-n / 2^(s+1)). CoeffsToSlots appli
 stage and SlotsToCoeffs applies F: the coefficients sit in bit-reversed order between the two, which
 EvalMod, slot by slot, does not see. The stages are grouped into a *level budget* (as OpenFHE's): each
 group is one plaintext-matrix product with at most 2^(a+1) - 1 diagonals for a stages, evaluated
-baby-step giant-step with hoisted baby rotations [Halevi, Shoup, CRYPTO 2014], one level per group. A
-budget of 1 is the dense n-diagonal product.
+baby-step giant-step with hoisted baby rotations [Halevi, Shoup, CRYPTO 2014], double-hoisted (one ModDown
+per giant step, not per baby step [Bossuat et al., EUROCRYPT 2021, Sec. 6]; ``DiagonalTransform``), one level
+per group. A budget of 1 is the dense n-diagonal product.
 
 Precision: the message is Delta / q_0 (2^-8 with the tiny-bootstrap profile, 2^-15 with boot-n16-128) of
 one unit of y, so every error in CoeffsToSlots and EvalMod counts about q_0 / Delta times more against the
@@ -79,7 +80,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fhectl.ckks import chebyshev, encapsulation
+from fhectl.ckks import chebyshev, encapsulation, keyswitch
 from fhectl.ckks.ciphertext import Ciphertext, Plaintext
 from fhectl.ckks.context import CKKSContext
 from fhectl.ckks.encapsulation import EncapsulationKeys
@@ -135,6 +136,12 @@ class BootstrapConfig:
     sparse_weight: int | None = None  # Hamming weight of the encapsulation secret (None: ModRaise under s)
     refine_bits: int = 0  # > 0: a second bootstrapping of the first one's error times 2^refine_bits (Meta-BTS)
     slots: int | None = None  # n' <= N/4: the sparse-slot circuit, for slots repeated with period n'; None: N/2
+    rotation_keys: str = "fast"  # the transforms' baby-step split (``ROTATION_KEY_CHOICES``, ``DiagonalTransform``)
+
+    def __post_init__(self):
+        if self.rotation_keys not in ROTATION_KEY_CHOICES:
+            raise ParameterError(f"rotation_keys must be one of {', '.join(ROTATION_KEY_CHOICES)}, "
+                                 f"got {self.rotation_keys!r}")
 
     @staticmethod
     def default(params: Parameters, failure_log2: float = -20.0, **kw) -> "BootstrapConfig":
@@ -385,6 +392,19 @@ def eval_mod_plain(u: np.ndarray, config: BootstrapConfig) -> np.ndarray:
 # Linear transforms by diagonals
 
 
+# What one rotation costs in a transform with double hoisting, in units of the key switch's inner product
+# (measured in one pass of boot-n16-128, N = 2^16, cProfile: inner product 21 ms, ModDown of two polynomials
+# 25 ms, ModUp 43 ms, about the same ratios at every level): a baby step is an inner product, a giant step a
+# ModDown of its inner sum and, unless it is step 0, a whole key switch. "fast" also charges each rotation
+# key one inner product, so that a key is added only where it saves at least that in the transform: at
+# boot-n16-128 it takes 47 keys where "fewest" takes 39 (each ~104 MB stored, 207 MB in memory).
+_BABY_COST = 1.0
+_GIANT_MODDOWN_COST = 1.2
+_KEYSWITCH_COST = 4.2
+_KEY_COST = 1.0
+ROTATION_KEY_CHOICES = ("fast", "fewest")
+
+
 class DiagonalTransform:
     """y = M z for a complex n x n matrix M, homomorphically, by baby-step giant-step over its diagonals.
 
@@ -392,35 +412,37 @@ class DiagonalTransform:
     (signed offsets). Writing k = g + c with c = k mod b (b a power of two, the baby step) and g the rest,
     sum_k diag_k * rot_k(z) = sum_g rot_g( sum_c rot_{-g}(diag_{g + c}) * rot_c(z) ): the baby rotations of
     the input share one ModUp (hoisted), the giant ones act on the inner sums [Halevi, Shoup 2014].
-    b minimises the number of distinct rotations. The giant rotations act before the rescale, and the sum is
-    rescaled once: a rescale per giant step (two at CoeffsToSlots' first group) would cost about 0.4 key switch
-    each, and the key-switching noise, added at the larger scale, is then divided by the dropped primes too
-    (measured: 0.9 bits more in one pass at N = 2^14, the same inputs and keys, ABAB in one process; 1.0 bit at
-    N = 2^16, report 2026-12-01_8b4172f5, where the time stayed the same within the machine's noise).
+
+    Double hoisting [Bossuat, Mouchet, Troncoso-Pastoriza, Hubaux, EUROCRYPT 2021, Sec. 6]: the baby rotations
+    stay over Q_l P, before their ModDown (``Evaluator.rotate_hoisted_extended``); each inner sum multiplies
+    them by the diagonals encoded over Q_l P too and divides by P once. A baby step then costs one inner
+    product with its key, and the ModDowns are one per giant step instead of one per baby step. The
+    key-switching noise is divided by P after the products, so the rounding of the ModDown is added once per
+    inner sum rather than once per baby step times a diagonal. b minimises the cost of the rotations with
+    these weights (``_BABY_COST`` ...): at N = 2^16 it takes 15 baby and 3 giant rotations for a group of 63
+    diagonals where equal weights took 7 and 7.
+
+    The giant rotations act before the rescale, and the sum is rescaled once: a rescale per giant step (two at
+    CoeffsToSlots' first group) would cost about 0.4 key switch each, and the key-switching noise, added at the
+    larger scale, is then divided by the dropped primes too (measured: 0.9 bits more in one pass at N = 2^14,
+    the same inputs and keys, ABAB in one process; 1.0 bit at N = 2^16, report 2026-12-01_8b4172f5, where the
+    time stayed the same within the machine's noise).
     """
 
-    def __init__(self, diagonals: Diagonals, n: int, cache_size: int = 1):
-        """``n``: the period of the diagonals; below N/2 slots they (and the slots they act on) repeat."""
+    def __init__(self, diagonals: Diagonals, n: int, cache_size: int = 1, rotation_keys: str = "fast"):
+        """``n``: the period of the diagonals; below N/2 slots they (and the slots they act on) repeat.
+        ``rotation_keys``: "fast", the split of least cost (``_KEY_COST`` per key included), or "fewest", the
+        fewest rotations (and keys), the least cost among those."""
         if not diagonals or any(v.shape != (n,) for v in diagonals.values()):
             raise FhectlError(f"a linear transform needs non-empty diagonals of length {n}")
         self.n = n
         self.diagonals = {_signed(k, n): v for k, v in diagonals.items()}
-        diagonals = self.diagonals
-        best = None
-        b = 1
-        while b <= n:
-            babies = sorted({k % b for k in diagonals})
-            giants = sorted({k - k % b for k in diagonals})
-            cost = len(babies) + len(giants)
-            if best is None or cost < best[0]:
-                best = (cost, b, babies, giants)
-            b *= 2
-        _, self.baby, self.babies, self.giants = best
+        self.baby, self.babies, self.giants = _baby_step_split(self.diagonals, n, rotation_keys)
         self.cache_size = cache_size
         self._cache: dict = {}
 
     @staticmethod
-    def from_matrix(matrix: np.ndarray, cache_size: int = 1) -> "DiagonalTransform":
+    def from_matrix(matrix: np.ndarray, cache_size: int = 1, rotation_keys: str = "fast") -> "DiagonalTransform":
         """The non-zero diagonals of a dense square matrix (the reference path, small n)."""
         n = matrix.shape[0]
         if matrix.shape != (n, n):
@@ -432,7 +454,7 @@ class DiagonalTransform:
             d = matrix[rows, (rows + k) % n]
             if np.max(np.abs(d)) > tol:
                 diagonals[k] = d
-        return DiagonalTransform(diagonals, n, cache_size)
+        return DiagonalTransform(diagonals, n, cache_size, rotation_keys)
 
     def rotation_steps(self) -> list[int]:
         return sorted((set(self.babies) | set(self.giants)) - {0})
@@ -442,8 +464,8 @@ class DiagonalTransform:
         return sum(v * np.roll(z, -k) for k, v in self.diagonals.items())
 
     def _plaintexts(self, ev: Evaluator, level: int, scale: float) -> dict:
-        """The encoded, pre-rotated diagonals at (level, scale), kept for the next call with the same pair
-        (encoding them was a third of a bootstrapping's time at N = 2^10)."""
+        """The encoded, pre-rotated diagonals at (level, scale) over Q_l P, kept for the next call with the same
+        pair (encoding them was a third of a bootstrapping's time at N = 2^10)."""
         key = (level, scale)
         if key not in self._cache:
             if len(self._cache) >= self.cache_size:
@@ -452,7 +474,7 @@ class DiagonalTransform:
             copies = ev.ctx.params.slots // self.n  # a sparse transform acts on every period of the slots
             for k, diag in self.diagonals.items():
                 g = k - k % self.baby
-                pts[k] = ev.encoder.encode(np.tile(np.roll(diag, g), copies), level=level, scale=scale).data
+                pts[k] = ev.encoder.encode_extended(np.tile(np.roll(diag, g), copies), level, scale)
             self._cache[key] = pts
         return self._cache[key]
 
@@ -461,20 +483,34 @@ class DiagonalTransform:
         if ct.level < primes:
             raise LevelError(f"linear transform needs {primes} level(s), ciphertext is at level {ct.level}")
         be = ev.be
-        q = ev.ctx.params.moduli_q
+        ctx = ev.ctx
+        q = ctx.params.moduli_q
         dropped = math.prod(q[ct.level - i] for i in range(primes))
         pt_scale = out_scale * dropped / ct.scale  # lands exactly on out_scale after ``primes`` rescales
         pts = self._plaintexts(ev, ct.level, pt_scale)
-        rows = ev.ctx.q_rows(ct.level)
-        babies = ev.rotate_hoisted(ct, self.babies)  # level l, scale s
+        nq = ct.level + 1
+        q_rows, qp_rows = ctx.q_rows(ct.level), ctx.qp_rows(ct.level)
+        babies = ev.rotate_hoisted_extended(ct, self.babies)
         total = None
         for g in self.giants:
-            acc = be.zeros(ct.data.shape)
+            acc = be.zeros(ct.data.shape)  # over Q_l: the products with c0 (and with ct itself, baby step 0)
+            acc_qp = None  # over Q_l P: the products with the baby steps' key switches, divided by P below
             for c in self.babies:
-                if g + c not in pts:
+                pt = pts.get(g + c)
+                if pt is None:
                     continue
-                for i in range(ct.size):  # acc += rot_c(ct) * rot_{-g}(diag_{g + c}), both polynomials
-                    be.mul_accumulate(be.polys(acc, i, i + 1), be.polys(babies[c].data, i, i + 1), pts[g + c], rows)
+                c0, ks = babies[c]  # rot_c(ct) = (c0, 0) + ModDown(ks), times rot_{-g}(diag_{g + c})
+                pt_q = be.limbs(pt, 0, nq)
+                for i in range(1 if ks is not None else ct.size):
+                    be.mul_accumulate(be.polys(acc, i, i + 1), c0 if ks is not None else be.polys(c0, i, i + 1),
+                                      pt_q, q_rows)
+                if ks is not None:
+                    if acc_qp is None:
+                        acc_qp = be.zeros(tuple(ks.shape))
+                    for i in range(2):
+                        be.mul_accumulate(be.polys(acc_qp, i, i + 1), be.polys(ks, i, i + 1), pt, qp_rows)
+            if acc_qp is not None:
+                be.add(acc, keyswitch.mod_down(ctx, acc_qp, ct.level), acc, q_rows)
             inner = Ciphertext(data=acc, level=ct.level, scale=ct.scale * pt_scale, params_id=ct.params_id,
                                key_id=ct.key_id, slots=ct.slots)
             inner = ev.rotate(inner, g) if g else inner  # level l, before the rescale: see the docstring
@@ -483,6 +519,26 @@ class DiagonalTransform:
             total = ev.rescale(total)  # level l - primes, scale ~ out_scale
         total.scale = out_scale  # equal to it up to float rounding of the product above
         return total
+
+
+def _baby_step_split(diagonals: Diagonals, n: int, rotation_keys: str) -> tuple[int, list[int], list[int]]:
+    """(b, the baby steps k mod b, the giant steps k - k mod b) for a power of two b: of least rotation cost
+    with double hoisting (``DiagonalTransform``), "fast", or of the fewest rotations, "fewest"; 0 is no step."""
+    if rotation_keys not in ROTATION_KEY_CHOICES:
+        raise ParameterError(f"rotation_keys must be one of {', '.join(ROTATION_KEY_CHOICES)}, got {rotation_keys!r}")
+    best = None
+    b = 1
+    while b <= n:
+        babies = sorted({k % b for k in diagonals})
+        giants = sorted({k - k % b for k in diagonals})
+        keys = sum(1 for c in babies if c) + sum(1 for g in giants if g)
+        cost = (_BABY_COST * sum(1 for c in babies if c) + _GIANT_MODDOWN_COST * len(giants)
+                + _KEYSWITCH_COST * sum(1 for g in giants if g))
+        rank = (cost + _KEY_COST * keys,) if rotation_keys == "fast" else (keys, cost)
+        if best is None or rank < best[0]:
+            best = (rank, b, babies, giants)
+        b *= 2
+    return best[1], best[2], best[3]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -566,16 +622,19 @@ def linear_transforms(params: Parameters, config: BootstrapConfig) -> tuple[list
               for a, d in zip(sizes, coeffs_to_slots_diagonals(ring, config.cts_levels))]
     back = slots_to_coeffs_diagonals(ring, config.stc_levels)
     if sparse is None:
-        return [DiagonalTransform(d, n) for d in groups], [DiagonalTransform(d, n) for d in back]
-    period = 2 * n
-    lo = np.arange(period) < n
-    a = np.where(lo, 1.0 + 0j, -1j)
-    groups = [_lift(d) for d in groups]
-    groups[-1] = {k: a * v for k, v in groups[-1].items()}  # diag(A) M: rows scaled
-    j = {0: np.where(lo, 1.0 + 0j, 1j), n: np.where(lo, 1j, 1.0 + 0j)}  # offset n = -n modulo 2n
-    back = [_lift(d) for d in back]
-    back[0] = multiply_diagonals(back[0], j, period)
-    return [DiagonalTransform(d, period) for d in groups], [DiagonalTransform(d, period) for d in back]
+        period = n
+    else:
+        period = 2 * n
+        lo = np.arange(period) < n
+        a = np.where(lo, 1.0 + 0j, -1j)
+        groups = [_lift(d) for d in groups]
+        groups[-1] = {k: a * v for k, v in groups[-1].items()}  # diag(A) M: rows scaled
+        j = {0: np.where(lo, 1.0 + 0j, 1j), n: np.where(lo, 1j, 1.0 + 0j)}  # offset n = -n modulo 2n
+        back = [_lift(d) for d in back]
+        back[0] = multiply_diagonals(back[0], j, period)
+    keys = config.rotation_keys
+    return ([DiagonalTransform(d, period, rotation_keys=keys) for d in groups],
+            [DiagonalTransform(d, period, rotation_keys=keys) for d in back])
 
 
 def trace_steps(params: Parameters, config: BootstrapConfig) -> list[int]:

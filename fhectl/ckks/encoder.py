@@ -38,6 +38,19 @@ class Encoder:
     def encode(self, values, level: int | None = None, scale: float | None = None) -> Plaintext:
         p = self.ctx.params
         level = p.max_level if level is None else level
+        data = self._encode_rows(values, level, scale, self.ctx.q_rows(level))
+        scale = p.scale if scale is None else float(scale)
+        n_values = int(np.asarray(values).shape[0])
+        return Plaintext(data=data, level=level, scale=scale, params_id=p.params_id, slots=n_values)
+
+    def encode_extended(self, values, level: int, scale: float):
+        """The plaintext of ``encode(values, level, scale)`` over Q_l and P (1, l+1+K, N), NTT: the same integer
+        polynomial, for products with key switches left before their ModDown
+        (``Evaluator.rotate_hoisted_extended``)."""
+        return self._encode_rows(values, level, scale, self.ctx.qp_rows(level))
+
+    def _encode_rows(self, values, level: int, scale: float | None, rows: tuple[int, ...]):
+        p = self.ctx.params
         if not 0 <= level <= p.max_level:
             raise LevelError(f"level {level} is outside 0..{p.max_level}")
         scale = p.scale if scale is None else float(scale)
@@ -49,12 +62,10 @@ class Encoder:
         peak = float(np.max(np.abs(coeffs))) if coeffs.size else 0.0
         if not np.isfinite(peak) or peak >= _MAX_ABS_COEFF:
             raise InputError(f"values times scale 2^{np.log2(scale):.1f} overflow float64 (peak coefficient {peak:.3g})")
-        rows = self.ctx.q_rows(level)
         be = self.ctx.backend
-        data = be.to_device(self.ctx.backend.float_to_rns(coeffs, rows))
+        data = be.to_device(be.float_to_rns(coeffs, rows))
         be.ntt(data, rows)
-        n_values = int(np.asarray(values).shape[0])
-        return Plaintext(data=data, level=level, scale=scale, params_id=p.params_id, slots=n_values)
+        return data
 
     def decode_coefficients(self, coeffs: np.ndarray, scale: float, n_values: int | None = None) -> np.ndarray:
         """Slots from centered float coefficients (N,) of scale ``scale``."""

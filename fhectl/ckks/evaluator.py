@@ -244,21 +244,26 @@ class Evaluator:
     def conjugate(self, ct: Ciphertext) -> Ciphertext:
         return self._apply_galois(ct, galois_element_for_conjugation(self.ctx.params.ring_degree), "conjugation")
 
+    def _hoisting_plan(self, steps) -> tuple[list[int], list[tuple[int, int, SwitchingKey]]]:
+        """(the steps that are no rotation, [(step, Galois element, key)] for the others)."""
+        n = self.ctx.params.ring_degree
+        slots = self.ctx.params.slots
+        identity, wanted = [], []
+        for step in steps:
+            s = int(step) % slots
+            if s == 0:
+                identity.append(int(step))
+            else:
+                g = galois_element_for_rotation(s, n)
+                wanted.append((int(step), g, self._galois_key(g, f"rotation by {s}")))
+        return identity, wanted
+
     def rotate_hoisted(self, ct: Ciphertext, steps) -> dict[int, Ciphertext]:
         """Several rotations of one ciphertext sharing one ModUp decomposition."""
         bk.check_relinearized(ct.size, "rotate_hoisted")
         be = self.be
-        n = self.ctx.params.ring_degree
-        slots = self.ctx.params.slots
-        out: dict[int, Ciphertext] = {}
-        wanted = []
-        for step in steps:
-            s = int(step) % slots
-            if s == 0:
-                out[int(step)] = self._like(ct, be.copy(ct.data))
-            else:
-                g = galois_element_for_rotation(s, n)
-                wanted.append((int(step), g, self._galois_key(g, f"rotation by {s}")))
+        identity, wanted = self._hoisting_plan(steps)
+        out: dict[int, Ciphertext] = {step: self._like(ct, be.copy(ct.data)) for step in identity}
         if not wanted:
             return out
         rows = self.ctx.q_rows(ct.level)
@@ -270,6 +275,30 @@ class Evaluator:
             be.automorphism(be.polys(ct.data, 0, 1), c0_rot, g)
             be.add(be.polys(ks, 0, 1), c0_rot, be.polys(ks, 0, 1), rows)
             out[step] = self._like(ct, ks)
+            self.counters["rotations"] += 1
+            self.counters["key_switch"] += 1
+        return out
+
+    def rotate_hoisted_extended(self, ct: Ciphertext, steps) -> dict[int, tuple]:
+        """Rotations of one ciphertext sharing one ModUp and left before their ModDown, for a caller that sums
+        plaintext products of them over Q_l P and divides by P once [Bossuat, Mouchet, Troncoso-Pastoriza,
+        Hubaux, EUROCRYPT 2021, Sec. 6, "double hoisting"].
+
+        step -> (c0, ks): rot_step(ct) = (c0, 0) + ModDown(ks), with c0 = sigma(ct's c0) over Q_l (1, l+1, N) and
+        ks the key switch of sigma(ct's c1) over Q_l and P (2, l+1+K, N), both NTT. A step that is no
+        rotation maps to (ct.data, None): the ciphertext itself, over Q_l.
+        """
+        bk.check_relinearized(ct.size, "rotate_hoisted_extended")
+        be = self.be
+        identity, wanted = self._hoisting_plan(steps)
+        out: dict[int, tuple] = {step: (ct.data, None) for step in identity}
+        if not wanted:
+            return out
+        ext = keyswitch.decompose(self.ctx, be.polys(ct.data, 1, 2), ct.level)
+        for step, g, key in wanted:
+            c0 = be.empty((1,) + tuple(ct.data.shape[1:]))
+            be.automorphism(be.polys(ct.data, 0, 1), c0, g)
+            out[step] = (c0, keyswitch.inner_product(self.ctx, ext, key, ct.level, g))
             self.counters["rotations"] += 1
             self.counters["key_switch"] += 1
         return out

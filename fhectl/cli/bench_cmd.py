@@ -68,6 +68,7 @@ def bench(
     block_timeout: Annotated[Optional[float], typer.Option("--block-timeout", help="bootstrap suite, isolated: stop a child process after this many seconds and record that.", min=1)] = None,
     openfhe_params: Annotated[Optional[str], typer.Option("--openfhe-params", help="bootstrap suite: OpenFHE's parameters: mirror (sizes of the fhectl profile) or native (OpenFHE's bootstrapping recipe, FirstModSize 60 / ScalingModSize 59, as many levels after as its 128-bit table allows, up to fhectl's). Default: native for profiles with primes set aside for bootstrapping (OpenFHE refuses boot-n16-128's 55/40-bit sizes), else mirror.", show_default=False)] = None,
     slots: Annotated[Optional[int], typer.Option("--slots", help="bootstrap suite: bootstrap n' values repeated over the slots with the sparse-slot circuit (a power of two, at most N/4; OpenFHE's numSlots on its side). Default: all N/2 slots.", min=1)] = None,
+    rotation_keys: Annotated[Optional[str], typer.Option("--rotation-keys", help="bootstrap suite: fhectl's baby-step split of the transforms: fast (fewer key switches, more rotation keys: 47 at boot-n16-128) or fewest (39 keys). Default: fast.", show_default=False)] = None,
     insecure: Insecure = False,
     json: Json = False,
 ) -> None:
@@ -96,11 +97,12 @@ def bench(
         sizes = [s for s in sizes if s <= model_config.n_positions] or [1]
     params = load_parameters(profile or "gpt2-n16-128", allow_insecure=insecure)
     base = None if baseline == BaselineChoice.none else str(baseline)
-    check_arguments(params, suites, sizes, repeat, warmup, model_config, slots)
+    check_arguments(params, suites, sizes, repeat, warmup, model_config, slots, rotation_keys)
     if openfhe_params is None:
         openfhe_params = "native" if params.bootstrap_levels else "mirror"
     boot_options = {"threads": threads, "isolated": isolated, "rounds_per_block": rounds_per_block,
-                    "block_timeout_s": block_timeout, "openfhe_params": openfhe_params, "slots": slots}
+                    "block_timeout_s": block_timeout, "openfhe_params": openfhe_params, "slots": slots,
+                    "rotation_keys": rotation_keys}
     cost = estimate_run(params, suites, sizes, repeat, warmup, base, model_config, boot_options)
     if estimate_only:
         if json:

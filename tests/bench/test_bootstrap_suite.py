@@ -278,7 +278,7 @@ def test_a_refining_configuration_adds_the_one_pass_row(tmp_path, params, monkey
     from fhectl.ckks.bootstrap import BootstrapConfig
 
     config = BootstrapConfig.default(params, refine_bits=8)
-    monkeypatch.setattr(bootstrap_suite, "bootstrap_config", lambda p, slots=None: config)
+    monkeypatch.setattr(bootstrap_suite, "bootstrap_config", lambda p, slots=None, rotation_keys=None: config)
     options = bootstrap_suite.SuiteOptions(repeat=2, warmup=1, baseline=None, memory=False, seed=2)
     report = {"results": [], "config": {}}
     bootstrap_suite.run_suite(report, params, options, tmp_path, commit="c0ffee")
@@ -314,3 +314,12 @@ def test_slot_counts_the_sparse_circuit_cannot_take_are_one_error_line(tmp_path,
     assert res.exit_code == 3 and "sparse-slot bootstrapping" in res.stderr and "Traceback" not in res.output
     res = runner.invoke(app, ["bench", "--suite", "ops", "--slots", "64", "--out", str(tmp_path)])
     assert res.exit_code != 0 and "--slots is an option of the bootstrap suite" in res.output
+
+
+def test_an_unknown_rotation_key_split_is_one_error_line(tmp_path):
+    res = runner.invoke(app, ["bench", "--suite", "bootstrap", "--profile", PROFILE, "--insecure", "--rotation-keys",
+                              "cheapest", "--out", str(tmp_path)])
+    assert res.exit_code == 3 and "rotation_keys must be one of fast, fewest" in res.stderr
+    assert "Traceback" not in res.output
+    res = runner.invoke(app, ["bench", "--suite", "ops", "--rotation-keys", "fewest", "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "--rotation-keys is an option of the bootstrap suite" in res.output

@@ -16,6 +16,8 @@ What is measured, per implementation:
   fresh encryption is itself only ~20 bits from the plaintext, which caps the first figure whatever the
   bootstrapping does); and that decryption against the plaintext (the fresh encryption's error, for reference).
   The precision goal is judged on the second; levels left;
+* fhectl runs its real circuit (``BootstrapConfig.real``: the real parts of the slots, one EvalMod), the one
+  inference refreshes with; the inputs are real and OpenFHE's context returns real parts too;
 * where the configuration refines (``refine_bits`` > 0: ``Bootstrapper.bootstrap`` makes two passes), the first
   pass alone (``bootstrap_once``) as its own row, "fhectl (one pass)", timed in the same rounds on the same keys,
   so the report shows what the refinement costs and gains;
@@ -120,7 +122,7 @@ def bootstrap_config(params: Parameters, slots: int | None = None, rotation_keys
     one message when the chain is too short or the slot count or split is not one it takes."""
     from fhectl.ckks.bootstrap import BootstrapConfig, sparse_slots
 
-    config = BootstrapConfig.for_params(params)
+    config = replace(BootstrapConfig.for_params(params), real=True)  # the circuit inference refreshes with
     if rotation_keys is not None:
         config = replace(config, rotation_keys=rotation_keys)  # ParameterError for an unknown split
     if slots is not None:
@@ -319,7 +321,9 @@ class FhectlBootstrapSide:
             "levels_left": self.boot.output_level, "rotation_steps": len(self.steps),
             "transforms": f"double-hoisted baby-step giant-step, split {c.rotation_keys!r} ({len(self.steps)} rotation keys)",
             "passes": (f"two (Meta-BTS refinement, refine_bits = {c.refine_bits}: Bootstrapper.bootstrap)"
-                       if c.refine_bits else "one (Bootstrapper.bootstrap)"),
+                       if c.refine_bits else "one (Bootstrapper.bootstrap)")
+            + (", real circuit (the real parts of the slots, one EvalMod: BootstrapConfig.real)" if self.boot.real
+               else ""),
             "threads": _numba_threads(), "device": self.device,
         }
 

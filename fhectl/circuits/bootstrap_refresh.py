@@ -16,8 +16,9 @@ message into one coefficient, the worst case for the sine):
 
 Below 2^-2 the error is the circuit's noise floor (~2^-18.5); above, the sine's cubic term. The bound that
 matters is y = Delta m / q0 <= SINE_Y = 2^-10 (2^-2 at q0 / Delta = 2^8), so every refresh with a known bound B
-(the max |endpoint| of the ciphertext's domain) first scales the message by 2^-b, B / 2^b <= SINE_Y q0 / Delta
-(``RefreshModel.shift_for``; 32 with boot-n16-128, whose q0 / Delta is 2^15), and multiplies by 2^b again
+(the max |endpoint| of the ciphertext's domain) first scales the message by 2^-b, B / 2^b <= SINE_Y q0 / Delta,
+halved for the real circuit, whose sine sees 2 |m| (``RefreshModel.shift_for``; 16 with boot-n16-128, whose
+q0 / Delta is 2^15), and multiplies by 2^b again
 afterwards. A bootstrapping's error is mostly noise, about the same for any message within that bound, so the
 refreshed value carries an absolute error of about B times a profile's relative error (``RefreshModel``:
 2^-15 for one dense-secret pass at N = 2^10; the refined, encapsulated circuit of boot-n16-128 at N = 2^16 is
@@ -39,9 +40,10 @@ else at the measured cost in the table, up to 2^-13.2 (``RefreshModel.level0_uni
 those refreshes on [-2, 2] (a value far beyond the bound would come out of the sine as garbage, which reads
 out of domain).
 
-After bootstrapping, the real part is taken (m + conj(m): one key switch; the slots' imaginary noise would
-otherwise grow through the circuits' polynomials, as a client refresh, which re-encrypts real values, never
-lets it), and one plaintext product does three things at once: the mask (``valid``), the factor 2^b / 2 back,
+Bootstrapping returns real slots (the real circuit, ``BootstrapConfig.real``: one EvalMod instead of two; the
+slots' imaginary noise would otherwise grow through the circuits' polynomials, as a client refresh, which
+re-encrypts real values, never lets it; a complex circuit is followed by m + conj(m), one key switch), and one
+plaintext product does three things at once: the mask (``valid``), the factor 2^b back,
 and an exact landing on Delta (the plaintext is encoded at Delta q_l / scale); then ``fill`` is added on the
 masked slots. So a refresh returns at most ``top_level`` = the bootstrapper's output level - 1, and
 ``level`` asks for less. The range indicator (``fhectl.circuits.range_indicator``) observes the result.
@@ -62,7 +64,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -86,7 +88,7 @@ class RefreshModel:
     """What one profile's bootstrapping carries, and how well (measured; see the module docstring).
 
     shrunk_bound: the largest |m| a bootstrapping is given, SINE_Y q0 / Delta (2^-2 at q0 / Delta = 2^8 as in
-    tiny-bootstrap-insecure, 32 at 2^15 as in boot-n16-128); relative_error: the absolute error of one
+    tiny-bootstrap-insecure, 32 at 2^15 as in boot-n16-128), halved for the real circuit; relative_error: the absolute error of one
     refresh of values within shrunk_bound, per unit of shrunk_bound (the error is noise, the same for any
     small message, so a refresh of values within B shrunk by 2^b keeps about B * relative_error);
     level0_unit_error: the error when |m| <= UNKNOWN_BOUND arrives at level 0 above shrunk_bound (no level to
@@ -100,6 +102,10 @@ class RefreshModel:
     @staticmethod
     def for_params(params, config: BootstrapConfig) -> "RefreshModel":
         shrunk = SINE_Y * params.moduli_q[0] / params.scale
+        # The real circuit bootstraps T = 2 Delta Re(m) (``Bootstrapper.bootstrap_once``) and halves it after: the
+        # sine sees twice the message, so the shrunk bound halves; the noise is halved with T, so the error of a
+        # refresh, shift included, stays what it was (measured at N = 2^14, refined: 2^-25.9 to 2^-26.1 worst
+        # against the input's decryption, 2^-26.0 with the complex circuit).
         if config.refine_bits:
             # the refined, encapsulated circuit (boot-n14-insecure, N = 2^14, q0 / Delta = 2^15): 2^-25.9 worst
             # against the input's decryption for |m| <= 32, uniform or constant slots (one pass: 2^-16.0 and
@@ -109,7 +115,10 @@ class RefreshModel:
         else:
             # tiny-bootstrap-insecure (N = 2^10, one dense-secret pass): 2^-18.0 at |m| <= 2^-2; 1 bit spare
             relative = 2.0**-17 / 0.25
-        level0 = 2.0**-13 if UNKNOWN_BOUND > shrunk else 0.0  # tiny: measured 2^-13.2 (the constant vector)
+        if config.real:
+            shrunk /= 2
+        # tiny: measured 2^-13.2 (the constant vector); the real circuit sees 2 |m|: the table's A = 2, halved
+        level0 = (2.0**-11 if config.real else 2.0**-13) if UNKNOWN_BOUND > shrunk else 0.0
         return RefreshModel(shrunk, relative, level0)
 
     def shift_for(self, bound: float) -> int:
@@ -124,8 +133,9 @@ class RefreshModel:
 def bootstrap_config(params) -> BootstrapConfig:
     """The configuration the bootstrapping refresh uses: the circuit the profile was made for
     (``BootstrapConfig.for_params``: sparse-secret encapsulated and refined where the profile sets primes
-    aside for it, else the dense-secret default)."""
-    return BootstrapConfig.for_params(params)
+    aside for it, else the dense-secret default), real (``BootstrapConfig.real``): the circuits compute on real
+    values, and the real circuit returns real slots with one EvalMod instead of two."""
+    return replace(BootstrapConfig.for_params(params), real=True)
 
 
 def bootstrap_fits(params, stage_levels: int) -> tuple[bool, str]:
@@ -265,18 +275,22 @@ class BootstrapRefresh:  # implements fhectl.circuits.protocols.BlockRefresher
             ct = ev.rescale(ev.mul_const(ct, 2.0**-b, target_scale=self.scale))  # l -> l-1, message m / 2^b
             ct.scale = self.scale  # so CoeffsToSlots meets one scale and reuses its encoded diagonals
         boot = self.boot.bootstrap(ct)  # -> output_level, scale ct.scale
-        # The real part: 2 Re(m) = m + conj(m), one key switch; the 1/2 rides in the product below. The circuits
-        # compute on real values, and a client refresh re-encrypts only those; bootstrapping keeps the slots'
-        # imaginary noise, which polynomials of high degree amplify off the real axis (the softmax's
-        # normalisations, squared seven times: garbage within one SmolLM2 block of 8 packed prompts, 2026-12-01).
-        boot = ev.add(boot, ev.conjugate(boot))
+        # The real part. The circuits compute on real values, and a client refresh re-encrypts only those; a
+        # complex bootstrapping keeps the slots' imaginary noise, which polynomials of high degree amplify off
+        # the real axis (the softmax's normalisations, squared seven times: garbage within one SmolLM2 block of
+        # 8 packed prompts, 2026-12-01). The real circuit returns real slots; after a complex one,
+        # 2 Re(m) = m + conj(m), one key switch, and the 1/2 rides in the product below.
+        back = 2.0**b
+        if not self.boot.config.real:
+            boot = ev.add(boot, ev.conjugate(boot))
+            back /= 2
         lvl = boot.level
         pt_scale = self.scale * ev.ctx.params.moduli_q[lvl] / boot.scale  # lands exactly on Delta
         if mask is None:
-            fresh = ev.rescale(ev.mul_const(boot, 2.0 ** (b - 1), target_scale=self.scale))  # -> top_level
+            fresh = ev.rescale(ev.mul_const(boot, back, target_scale=self.scale))  # -> top_level
         else:
             m = np.asarray(mask, dtype=bool)
-            pt = ev.encoder.encode(np.where(m, 2.0 ** (b - 1), 0.0), level=lvl, scale=pt_scale)
+            pt = ev.encoder.encode(np.where(m, back, 0.0), level=lvl, scale=pt_scale)
             fresh = ev.rescale(ev.mul(boot, pt))  # -> top_level
         fresh.scale = self.scale  # equal up to float rounding of the plaintext's scale
         if mask is not None and fill != 0.0:

@@ -62,6 +62,13 @@ tolerance of 2^-16 between scales would otherwise add errors of that relative si
 The ``Bootstrapper`` uses only the evaluator and the backend seam, so it runs unchanged on every backend.
 The groups' diagonals are computed directly from the stages' (``coeffs_to_slots_diagonals``), never as
 n x n matrices; the dense ``*_matrices`` are the slow reference they are tested against at small N.
+The real circuit (``BootstrapConfig.real``, what inference refreshes with: its values are real): before ModRaise,
+T = ct + conj(ct) at level 0 (one key switch of one prime) decrypts to t(X) + t(X^-1) = 2 Delta Re(m), an
+antisymmetric polynomial (T_(N-k) = -T_k, T_(N/2) = 0) whose slots are real; its coefficients k < n hold it all.
+So CoeffsToSlots keeps its first output only, one EvalMod runs instead of two, and SlotsToCoeffs rebuilds T from
+its lower half as y + conj(y) (``real_slots_to_coeffs``), halved into Delta Re(m). ModRaise sees T's own
+ciphertext, so K is unchanged; the sine sees 2 |m|. At N = 2^14 (boot-n14-insecure, refined) it measured
+25.9-26.1 bits worst against the input's decryption, as the complex circuit, with the imaginary parts at 2^-24.
 Sparse packing (n' < N/2 slots, repeated with period n') is refreshed correctly by this full-slot circuit,
 since it removes q_0 I from every coefficient, and more cheaply by the sparse-slot circuit
 (``BootstrapConfig.slots`` = n' <= N/4): the trace to the subring of X^(N/2n'), the transforms of the ring of
@@ -137,6 +144,7 @@ class BootstrapConfig:
     refine_bits: int = 0  # > 0: a second bootstrapping of the first one's error times 2^refine_bits (Meta-BTS)
     slots: int | None = None  # n' <= N/4: the sparse-slot circuit, for slots repeated with period n'; None: N/2
     rotation_keys: str = "fast"  # the transforms' baby-step split (``ROTATION_KEY_CHOICES``, ``DiagonalTransform``)
+    real: bool = False  # full slots: the real parts only, one EvalMod (module docstring; the sparse circuit has one)
 
     def __post_init__(self):
         if self.rotation_keys not in ROTATION_KEY_CHOICES:
@@ -623,6 +631,10 @@ def linear_transforms(params: Parameters, config: BootstrapConfig) -> tuple[list
     back = slots_to_coeffs_diagonals(ring, config.stc_levels)
     if sparse is None:
         period = n
+        if config.real:  # V diag(1/2, 1, ..., 1): coefficient 0 (slot 0 in bit-reversed order) counts once in y + conj(y)
+            half = np.ones(n, dtype=np.complex128)
+            half[0] = 0.5
+            back[0] = multiply_diagonals(back[0], {0: half}, n)
     else:
         period = 2 * n
         lo = np.arange(period) < n
@@ -681,6 +693,7 @@ class Bootstrapper:
         self.q0 = p.moduli_q[0]
         self.sparse = sparse_slots(p, self.config)  # n' of the sparse-slot circuit, or None
         self.n = p.slots if self.sparse is None else self.sparse
+        self.real = self.config.real and self.sparse is None  # the sparse circuit has one EvalMod already
         self._cts, self._stc = linear_transforms(p, self.config)
         self._trace = trace_steps(p, self.config)
         self.slot_order = bit_reverse(self.n)  # slot i holds coefficient pair slot_order[i]
@@ -716,6 +729,21 @@ class Bootstrapper:
         Levels: ct.level -> ct.level - cts_depth().
         """
         ev = self.ev
+        w = self._coeffs_to_slots_complex(ct, eval_scale)
+        conj = ev.conjugate(w)
+        re = ev.add(w, conj)  # 2 Re(w)
+        diff = ev.sub(w, conj)  # 2 i Im(w)
+        im = ev.mul(diff, self._unit_plain(-1j, diff.level, self._minus_i))
+        return re, im
+
+    def real_coeffs_to_slots(self, ct: Ciphertext, eval_scale: float | None = None) -> Ciphertext:
+        """The real circuit's CoeffsToSlots: ``coeffs_to_slots``' first output alone, u of the coefficients k < n."""
+        w = self._coeffs_to_slots_complex(ct, eval_scale)
+        return self.ev.add(w, self.ev.conjugate(w))
+
+    def _coeffs_to_slots_complex(self, ct: Ciphertext, eval_scale: float | None) -> Ciphertext:
+        """w = (u_lo + i u_hi) / 2 at scale ``eval_scale``: the transforms, before the split into real parts."""
+        ev = self.ev
         if eval_scale is None:  # EvalMod's scale: about its primes, so that each rescale keeps it
             eval_scale = float(self.ctx.params.moduli_q[ct.level - self.config.cts_depth()])
         # Slots at scale s are z = U w / s (w = t_lo + i t_hi); wanted: R w / (2 K q0) = c F^H z / sqrt(n)
@@ -729,11 +757,7 @@ class Bootstrapper:
         for transform in self._cts[1:]:
             w = transform.evaluate(ev, w, w.scale, primes=1)  # one level per group
         w.scale = eval_scale
-        conj = ev.conjugate(w)
-        re = ev.add(w, conj)  # 2 Re(w)
-        diff = ev.sub(w, conj)  # 2 i Im(w)
-        im = ev.mul(diff, self._unit_plain(-1j, diff.level, self._minus_i))
-        return re, im
+        return w
 
     def sparse_coeffs_to_slots(self, ct: Ciphertext, eval_scale: float | None = None) -> Ciphertext:
         """The sparse-slot circuit's CoeffsToSlots (n' = ``self.n`` <= N/4 slots, repeated with period n'):
@@ -798,10 +822,28 @@ class Bootstrapper:
         w.scale = out_scale
         return w
 
+    def real_slots_to_coeffs(self, s: Ciphertext, out_scale: float) -> Ciphertext:
+        """The real circuit's SlotsToCoeffs: from sin(2 pi y) of the coefficients k < n of an antisymmetric T
+        (T_(N-k) = -T_k, ``bootstrap_once``), in bit-reversed order, the ciphertext whose coefficients are
+        q0 sin(2 pi y) / (4 pi) ~ T / 2, labelled ``out_scale``. Levels: stc_levels.
+
+        The slots of such a T are real: T(zeta_j) = T_0 + 2 sum_(0<k<n) T_k cos(k theta_j) = y + conj(y) with
+        y = U diag(1/2, 1, ..., 1) T_lo, U as in ``slots_to_coeffs`` (the 1/2 is folded into the first group's
+        plaintexts, ``linear_transforms``): the transforms on the real vector T_lo, then one conjugation."""
+        ev = self.ev
+        y = self._stc[0].evaluate(ev, s, self.q0 / (4 * np.pi), primes=1)
+        for transform in self._stc[1:]:
+            y = transform.evaluate(ev, y, y.scale, primes=1)
+        out = ev.add(y, ev.conjugate(y))
+        out.scale = out_scale
+        return out
+
     def bootstrap_once(self, ct: Ciphertext) -> Ciphertext:
         """One pass: ct (any level; dropped to 0 first) at level max_level - single_depth(), same scale."""
         self.ctx.check(ct)
         ct0 = self.ev.drop_level(ct, 0)
+        if self.real:  # T = t + t(X^-1) mod q0: 2 Delta Re(m), antisymmetric; one key switch at level 0
+            ct0 = self.ev.add(ct0, self.ev.conjugate(ct0))
         if self.encapsulation is not None:
             ct0 = encapsulation.to_sparse(self.ctx, ct0, self.encapsulation)  # under s'
         raised = self.mod_raise(ct0)  # level 0 -> L; decrypts to t + q0 I, |I| <= K
@@ -810,6 +852,8 @@ class Bootstrapper:
         if self.sparse is not None:  # one EvalMod on the 2n' real coefficients
             u = self.sparse_coeffs_to_slots(raised)
             return self.sparse_slots_to_coeffs(self.eval_mod(u), ct.scale)
+        if self.real:  # one EvalMod on the n coefficients k < n; T / 2 = Delta Re(m) back
+            return self.real_slots_to_coeffs(self.eval_mod(self.real_coeffs_to_slots(raised)), ct.scale)
         re, im = self.coeffs_to_slots(raised)  # -> L - cts_depth
         re, im = self.eval_mod(re), self.eval_mod(im)  # -> L - cts_depth - eval_mod_depth
         return self.slots_to_coeffs(re, im, ct.scale)  # -> L - single_depth, scale of the input

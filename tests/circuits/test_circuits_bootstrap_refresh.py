@@ -14,6 +14,7 @@ the constant 1 (the sine's cubic term), 2^-16.1 for the constant 1/2.
 """
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -138,7 +139,8 @@ def test_the_simulator_plans_the_same_levels(kit):
     r = BootstrapRefresh(sim, SimBootstrapper(sim, bootstrap_config(kit.params)))
     (s,) = r.refresh([sim.fresh(1)], "x", domains=[(-64.0, 64.0)], level=5)
     assert r.top_level == kit.refresh.top_level and s.level == 5
-    assert r.model.shift_for(64.0) == 8 and r.model.shift_for(0.25) == 0  # q0 / Delta = 2^8: |m| <= 2^-2
+    # q0 / Delta = 2^8: |m| <= 2^-2, halved for the real circuit, whose sine sees 2 |m|
+    assert r.model.shift_for(64.0) == 9 and r.model.shift_for(0.125) == 0
 
 
 def test_the_refresh_model_follows_the_profile():
@@ -154,6 +156,10 @@ def test_the_refresh_model_follows_the_profile():
     assert m_big.shift_for(256.0) == 3 and m_big.shift_for(32.0) == 0 and m_big.level0_unit_error == 0.0
     assert m_tiny.level0_unit_error > 0  # |m| <= 1 at level 0 is above tiny's bound
     assert m_big.error(256.0) == 8 * m_big.error(32.0)
+    # the real circuit: half the bound, one more bit of shift, the same error for a given value bound
+    m_real = RefreshModel.for_params(big, replace(BootstrapConfig.for_params(big), real=True))
+    assert m_real.shrunk_bound == m_big.shrunk_bound / 2 and m_real.shift_for(32.0) == 1
+    assert m_real.error(256.0) == m_big.error(256.0) and m_real.error(16.0) == m_big.error(32.0) / 2
 
 
 def test_range_indicator_reads_clean_inside_and_flags_outside(kit):

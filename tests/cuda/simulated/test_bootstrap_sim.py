@@ -1,7 +1,8 @@
 """The backend-facing steps of bootstrapping (fhectl.ckks.bootstrap) on the CUDA simulator, against the CPU.
 
 ModRaise reads residues back from the backend and writes raised ones to it, and the BSGS linear transform
-accumulates plaintext products with ``mul_accumulate`` on limb views; everything else in bootstrapping is
+accumulates plaintext products with ``mul_accumulate`` on limb views (double-hoisted: over Q_l P, then one
+ModDown per giant step); everything else in bootstrapping is
 evaluator calls that tests/cuda/simulated/test_backend_sim.py already runs on the simulator. A whole
 bootstrapping (about two thousand kernel launches over 16 levels) is too slow to simulate; these two
 steps at N = 32, with the same keys and randomness on both backends, must give bit-identical ciphertexts; so

@@ -319,7 +319,8 @@ class FhectlBootstrapSide:
             "level_budget": [c.cts_levels, c.stc_levels], "bootstrap_depth": c.depth(),
             "eval_mod": {"k": c.k, "degree": c.degree, "double_angle": c.double_angle},
             "levels_left": self.boot.output_level, "rotation_steps": len(self.steps),
-            "transforms": f"double-hoisted baby-step giant-step, split {c.rotation_keys!r} ({len(self.steps)} rotation keys)",
+            "transforms": (f"double-hoisted baby-step giant-step, split {c.rotation_keys!r} "
+                           f"({len(self.steps)} rotation keys)"),
             "passes": (f"two (Meta-BTS refinement, refine_bits = {c.refine_bits}: Bootstrapper.bootstrap)"
                        if c.refine_bits else "one (Bootstrapper.bootstrap)")
             + (", real circuit (the real parts of the slots, one EvalMod: BootstrapConfig.real)" if self.boot.real

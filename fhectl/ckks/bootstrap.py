@@ -147,9 +147,7 @@ class BootstrapConfig:
     real: bool = False  # full slots: the real parts only, one EvalMod (module docstring; the sparse circuit has one)
 
     def __post_init__(self):
-        if self.rotation_keys not in ROTATION_KEY_CHOICES:
-            raise ParameterError(f"rotation_keys must be one of {', '.join(ROTATION_KEY_CHOICES)}, "
-                                 f"got {self.rotation_keys!r}")
+        _check_rotation_keys(self.rotation_keys)
 
     @staticmethod
     def default(params: Parameters, failure_log2: float = -20.0, **kw) -> "BootstrapConfig":
@@ -413,6 +411,11 @@ _KEY_COST = 1.0
 ROTATION_KEY_CHOICES = ("fast", "fewest")
 
 
+def _check_rotation_keys(rotation_keys: str) -> None:
+    if rotation_keys not in ROTATION_KEY_CHOICES:
+        raise ParameterError(f"rotation_keys must be one of {', '.join(ROTATION_KEY_CHOICES)}, got {rotation_keys!r}")
+
+
 class DiagonalTransform:
     """y = M z for a complex n x n matrix M, homomorphically, by baby-step giant-step over its diagonals.
 
@@ -532,8 +535,7 @@ class DiagonalTransform:
 def _baby_step_split(diagonals: Diagonals, n: int, rotation_keys: str) -> tuple[int, list[int], list[int]]:
     """(b, the baby steps k mod b, the giant steps k - k mod b) for a power of two b: of least rotation cost
     with double hoisting (``DiagonalTransform``), "fast", or of the fewest rotations, "fewest"; 0 is no step."""
-    if rotation_keys not in ROTATION_KEY_CHOICES:
-        raise ParameterError(f"rotation_keys must be one of {', '.join(ROTATION_KEY_CHOICES)}, got {rotation_keys!r}")
+    _check_rotation_keys(rotation_keys)
     best = None
     b = 1
     while b <= n:
@@ -631,7 +633,7 @@ def linear_transforms(params: Parameters, config: BootstrapConfig) -> tuple[list
     back = slots_to_coeffs_diagonals(ring, config.stc_levels)
     if sparse is None:
         period = n
-        if config.real:  # V diag(1/2, 1, ..., 1): coefficient 0 (slot 0 in bit-reversed order) counts once in y + conj(y)
+        if config.real:  # V diag(1/2, 1, ..., 1): coefficient 0 (slot 0, bit-reversed) counts once in y + conj(y)
             half = np.ones(n, dtype=np.complex128)
             half[0] = 0.5
             back[0] = multiply_diagonals(back[0], {0: half}, n)

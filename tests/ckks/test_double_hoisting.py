@@ -50,7 +50,8 @@ class Kit:
                                             t.rotation_steps()}
         steps |= {(k - k % b) % n for b in (4,) for k in OFFSETS} | {k % 4 for k in OFFSETS}
         config = BootstrapConfig.default(self.params, rotation_keys="fewest")
-        steps |= set(required_steps(self.params, config)) | set(required_steps(self.params, BootstrapConfig.default(self.params)))
+        steps |= set(required_steps(self.params, config))
+        steps |= set(required_steps(self.params, BootstrapConfig.default(self.params)))
         self.ev = Evaluator(self.ctx, kg.relin_key(sk), kg.galois_keys(sk, sorted(steps - {0}), conjugation=True))
         self.enc = Encryptor(self.ctx, kg.public_key(sk), random=SeededRandom("tests/double-hoisting/enc"))
         self.dec = Decryptor(self.ctx, sk)

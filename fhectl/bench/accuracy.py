@@ -126,7 +126,7 @@ def _write_json(path: Path, data) -> None:
 def run_encrypted(weights, domains: list[BlockDomains], params: Parameters, batch: list[dict], state_dir: Path,
                   n_layers: int | None = None, device: str = "cpu", tick=lambda s: None,
                   deadline: float | None = None, refresh: str = "client", on_progress=lambda summary: None,
-                  commit: str | None = None) -> dict:
+                  commit: str | None = None, bootstrap_passes: int = 2) -> dict:
     """Part 2: every layer encrypted on one packed batch, resumable per layer from ``state_dir``; ``refresh``
     "client" or "bootstrap" (a stage out of its domain is reported, per layer, not raised). ``on_progress``
     receives the summary so far after each layer (a report that is current when the process is killed);
@@ -138,6 +138,8 @@ def run_encrypted(weights, domains: list[BlockDomains], params: Parameters, batc
     progress_path = state_dir / "progress.json"
     ids = [p["ids"] for p in batch]
     progress = {"prompt_ids": [p["id"] for p in batch], "refresh": refresh, "layers": [], "resumed_at": []}
+    if refresh == "bootstrap":
+        progress["bootstrap_passes"] = bootstrap_passes
     start, hidden = 0, None
     if progress_path.exists():
         old = json.loads(progress_path.read_text())
@@ -149,7 +151,8 @@ def run_encrypted(weights, domains: list[BlockDomains], params: Parameters, batc
         if start:
             progress["resumed_at"].append(start)
         total = sum(len(i) for i in ids)
-        engine = EncryptedLlama(weights, params, domains, n_layers, max_tokens=total, device=device, refresh=refresh)
+        engine = EncryptedLlama(weights, params, domains, n_layers, max_tokens=total, device=device, refresh=refresh,
+                                bootstrap_passes=bootstrap_passes)
 
         def on_layer(i, got, report):
             np.save(state_dir / "hidden.tmp.npy", got)
@@ -185,6 +188,7 @@ def _summary(progress: dict, ids: list[list[int]], n_layers: int, refresh: str) 
     return {
         "prompt_ids": progress["prompt_ids"],
         "refresh": refresh,
+        "bootstrap_passes": progress.get("bootstrap_passes", 2 if refresh == "bootstrap" else None),
         "resumed_at": progress["resumed_at"],
         "bootstraps": sum(r.get("bootstraps") or 0 for r in layers),
         "indicator_layers_read": len(readings),
@@ -213,9 +217,11 @@ class _Deadline(Exception):
 
 def run_accuracy_report(model_name: str, weights_spec, params: Parameters, out_root: Path, *,
                         encrypted_prompts: int = 8, encrypted_layers: int | None = None, device: str = "cpu",
-                        budget_s: float | None = None, tick=lambda s: None, refresh: str = "client") -> Path:
+                        budget_s: float | None = None, tick=lambda s: None, refresh: str = "client",
+                        bootstrap_passes: int = 2) -> Path:
     """Both parts on the evaluation set; writes report.json and report.md under ``out_root``; returns the folder.
-    ``refresh``: how the encrypted run restores levels, "client" or "bootstrap"."""
+    ``refresh``: how the encrypted run restores levels, "client" or "bootstrap"; ``bootstrap_passes``: 1 or 2
+    (``fhectl.circuits.bootstrap_refresh.bootstrap_config``), kept in its own state folder."""
     import datetime as _dt
     import hashlib
     import sys
@@ -226,6 +232,9 @@ def run_accuracy_report(model_name: str, weights_spec, params: Parameters, out_r
 
     if refresh not in ("client", "bootstrap"):
         raise InputError(f"refresh must be 'client' or 'bootstrap', got {refresh!r}")
+    if bootstrap_passes not in (1, 2) or (bootstrap_passes != 2 and refresh != "bootstrap"):
+        raise InputError(f"--bootstrap-passes {bootstrap_passes}: 1 or 2, with --refresh bootstrap only")
+    one_pass = refresh == "bootstrap" and bootstrap_passes == 1
     t0 = time.time()
     git = git_state()  # the code that runs, recorded before it runs
     deadline = None if budget_s is None else t0 + budget_s
@@ -244,11 +253,12 @@ def run_accuracy_report(model_name: str, weights_spec, params: Parameters, out_r
     state = None
     if batch:
         digest = hashlib.sha256((w.weights_digest() + params.name + repr([p["id"] for p in batch])
-                                 + repr(encrypted_layers) + ("" if refresh == "client" else refresh)).encode())
+                                 + repr(encrypted_layers) + ("" if refresh == "client" else refresh)
+                                 + ("/one-pass" if one_pass else "")).encode())
         state = calibration.cache_dir().parent / "accuracy-state" / digest.hexdigest()[:16]
     created = _dt.datetime.now(_dt.timezone.utc)
     name = (f"{created.strftime('%Y-%m-%d')}_{(git.get('commit') or 'nocommit')[:8]}_{device}_{params.name}"
-            f"_accuracy-{model_name}")
+            f"_accuracy-{model_name}" + ("_one-pass" if one_pass else ""))
     folder = Path(out_root) / name
 
     def write(encrypted: dict | None) -> None:
@@ -279,7 +289,8 @@ def run_accuracy_report(model_name: str, weights_spec, params: Parameters, out_r
     if batch:
         encrypted = run_encrypted(w, domains, params, batch, state, encrypted_layers, device, tick, deadline,
                                   refresh, on_progress=write,
-                                  commit=(git.get("commit") or "")[:12] + (" (dirty)" if git.get("dirty") else ""))
+                                  commit=(git.get("commit") or "")[:12] + (" (dirty)" if git.get("dirty") else ""),
+                                  bootstrap_passes=bootstrap_passes)
     write(encrypted)
     return folder
 
@@ -322,7 +333,8 @@ def _refresh_line(e: dict) -> str:
     verdict = ("clean in every layer" if not flagged and not suspect else
                (f"OUT OF DOMAIN in layers {', '.join(map(str, flagged))}" if flagged else "no layer out of domain")
                + (f"; suspect in layers {', '.join(map(str, suspect))}" if suspect else ""))
-    return (f"Refresh: bootstrapping on the server, {e['bootstraps']} bootstraps in the layers done, 0 round trips "
+    passes = " (one pass each: --bootstrap-passes 1)" if e.get("bootstrap_passes") == 1 else ""
+    return (f"Refresh: bootstrapping on the server{passes}, {e['bootstraps']} bootstraps in the layers done, 0 round trips "
             f"inside a run. Range indicator, read after each layer ({e['indicator_layers_read']} layers): {verdict}."
             + boundaries + code)
 

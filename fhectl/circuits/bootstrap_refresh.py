@@ -106,7 +106,12 @@ class RefreshModel:
         # sine sees twice the message, so the shrunk bound halves; the noise is halved with T, so the error of a
         # refresh, shift included, stays what it was (measured at N = 2^14, refined: 2^-25.9 to 2^-26.1 worst
         # against the input's decryption, 2^-26.0 with the complex circuit).
-        if config.refine_bits:
+        if config.refine_bits and config.passes == 1:
+            # its first pass alone (boot-n14-insecure, N = 2^14, complex circuit): 2^-16.0 worst against the
+            # input's decryption for uniform slots, 2^-12.2 for a constant vector of 32 (the sine's cubic term,
+            # which does not grow with N; the noise does, to 2^-14.3 at N = 2^16, bench report 2026-12-01_9c9bfb2c)
+            relative = 2.0**-12 / shrunk
+        elif config.refine_bits:
             # the refined, encapsulated circuit (boot-n14-insecure, N = 2^14, q0 / Delta = 2^15): 2^-25.9 worst
             # against the input's decryption for |m| <= 32, uniform or constant slots (one pass: 2^-16.0 and
             # 2^-12.2, the constant vector's sine term), i.e. the output's own noise at Delta = 2^40. That noise
@@ -130,12 +135,18 @@ class RefreshModel:
         return self.relative_error * self.shrunk_bound * 2.0 ** self.shift_for(bound)
 
 
-def bootstrap_config(params) -> BootstrapConfig:
+BOOTSTRAP_PASSES = (1, 2)  # of a refining circuit: the first pass alone, or with the refinement (the default)
+
+
+def bootstrap_config(params, passes: int = 2) -> BootstrapConfig:
     """The configuration the bootstrapping refresh uses: the circuit the profile was made for
     (``BootstrapConfig.for_params``: sparse-secret encapsulated and refined where the profile sets primes
     aside for it, else the dense-secret default), real (``BootstrapConfig.real``): the circuits compute on real
-    values, and the real circuit returns real slots with one EvalMod instead of two."""
-    return replace(BootstrapConfig.for_params(params), real=True)
+    values, and the real circuit returns real slots with one EvalMod instead of two. ``passes``: 1 runs a
+    refining circuit's first pass alone (``Bootstrapper.bootstrap``: half the time, same levels and keys)."""
+    if passes not in BOOTSTRAP_PASSES:
+        raise InputError(f"--bootstrap-passes must be 1 or 2, got {passes!r}")
+    return replace(BootstrapConfig.for_params(params), real=True, passes=passes)
 
 
 def bootstrap_fits(params, stage_levels: int) -> tuple[bool, str]:
@@ -326,10 +337,10 @@ class BootstrapRefresh:  # implements fhectl.circuits.protocols.BlockRefresher
 
 
 def server_refresh(ev, params, stats: BootstrapStats | None = None, indicator: bool = True,
-                   keys: EncapsulationKeys | None = None) -> BootstrapRefresh:
+                   keys: EncapsulationKeys | None = None, passes: int = 2) -> BootstrapRefresh:
     """The bootstrapping refresh of a server holding ``ev`` (public keys, including the bootstrapping Galois
     keys and conjugation) and, for an encapsulated circuit, the encapsulation ``keys``."""
-    boot = Bootstrapper(ev.ctx, ev, bootstrap_config(params), encapsulation=keys)
+    boot = Bootstrapper(ev.ctx, ev, bootstrap_config(params, passes), encapsulation=keys)
     ind = RangeIndicator.fitting(ev, params.scale, boot.output_level - 1) if indicator else None
     return BootstrapRefresh(ev, boot, stats, ind)
 
@@ -406,22 +417,22 @@ def plan_bootstrapped_blocks(make_block, n_layers: int, params, family: str) -> 
     return BootstrappedBlocks(blocks, plans, sorted(steps), key_levels), ""
 
 
-def server_bootstrapper(ctx, ev, encapsulation: EncapsulationKeys | None = None) -> Bootstrapper:
+def server_bootstrapper(ctx, ev, encapsulation: EncapsulationKeys | None = None, passes: int = 2) -> Bootstrapper:
     """The server's bootstrapper from public material only: ``ev`` holds the relinearization key and the Galois
     keys of ``bootstrap_rotation_steps`` and conjugation; ``encapsulation``, the public encapsulation keys
     (``bootstrap_keys``) when the profile's circuit needs them, else None. A server that received a key
     holder's public bundle builds it here; MissingKeyError if the encapsulation keys are missing or unneeded."""
-    return Bootstrapper(ctx, ev, bootstrap_config(ctx.params), encapsulation=encapsulation)
+    return Bootstrapper(ctx, ev, bootstrap_config(ctx.params, passes), encapsulation=encapsulation)
 
 
-def client_bootstrapper(client, server, params, random=None) -> Bootstrapper:
+def client_bootstrapper(client, server, params, random=None, passes: int = 2) -> Bootstrapper:
     """The server's bootstrapper for the key holder ``client`` (made with ``conjugation=True`` and the
     bootstrapping rotation steps): the encapsulation keys, if the circuit needs them, are made on the client's
     side (``bootstrap_keys``) and only their public half reaches ``server`` (``server_bootstrapper``)."""
-    return server_bootstrapper(client.ctx, server, bootstrap_keys(client, bootstrap_config(params), random))
+    return server_bootstrapper(client.ctx, server, bootstrap_keys(client, bootstrap_config(params), random), passes)
 
 
-__all__ = ["REFRESH_MODES", "SINE_Y", "UNKNOWN_BOUND", "BootstrapRefresh", "BootstrapStats", "BootstrappedBlocks",
+__all__ = ["BOOTSTRAP_PASSES", "REFRESH_MODES", "SINE_Y", "UNKNOWN_BOUND", "BootstrapRefresh", "BootstrapStats", "BootstrappedBlocks",
            "RefreshModel", "SimBootstrapper", "bootstrap_fits", "bootstrap_keys", "bootstrap_rotation_steps",
            "client_bootstrapper", "plan_bootstrapped_block", "plan_bootstrapped_blocks", "server_bootstrapper",
            "server_refresh"]

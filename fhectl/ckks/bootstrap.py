@@ -145,9 +145,12 @@ class BootstrapConfig:
     slots: int | None = None  # n' <= N/4: the sparse-slot circuit, for slots repeated with period n'; None: N/2
     rotation_keys: str = "fast"  # the transforms' baby-step split (``ROTATION_KEY_CHOICES``, ``DiagonalTransform``)
     real: bool = False  # full slots: the real parts only, one EvalMod (module docstring; the sparse circuit has one)
+    passes: int = 2  # with refine_bits: 1 runs the first pass alone, at the same output level (``bootstrap``)
 
     def __post_init__(self):
         _check_rotation_keys(self.rotation_keys)
+        if self.passes not in (1, 2):
+            raise ParameterError(f"bootstrapping passes must be 1 or 2, got {self.passes!r}")
 
     @staticmethod
     def default(params: Parameters, failure_log2: float = -20.0, **kw) -> "BootstrapConfig":
@@ -209,8 +212,13 @@ class BootstrapConfig:
         """Levels one pass consumes: CoeffsToSlots + EvalMod + SlotsToCoeffs."""
         return self.cts_depth() + self.eval_mod_depth() + self.stc_levels
 
+    def pass_count(self) -> int:
+        """Passes a bootstrapping runs: 2 with the refinement, 1 without or with ``passes`` = 1."""
+        return 2 if self.refine_bits and self.passes == 2 else 1
+
     def depth(self) -> int:
-        """Levels a bootstrapping consumes: one pass, and one more for the refinement's 2^-refine_bits."""
+        """Levels a bootstrapping consumes: one pass, and one more for the refinement's 2^-refine_bits (also
+        with ``passes`` = 1, which leaves that prime unused)."""
         return self.single_depth() + (1 if self.refine_bits else 0)
 
 
@@ -868,12 +876,18 @@ class Bootstrapper:
         integer 2^k (no level), is small enough for a second pass: ct2 = -2^k e1 + e2; and ct1 + 2^-k ct2 =
         m + 2^-k e2. A pass's error is mostly noise, about the same for any small input, so the result is
         about k bits more precise, at twice the time and one level (the product by 2^-k).
+
+        ``passes`` = 1 on a refining configuration: the first pass alone, dropped to the same ``output_level``
+        (the refinement's prime is left unused, so the levels a refresh gives and the keys do not change): half
+        the time, the first pass's precision.
         """
         first = self.bootstrap_once(ct)
         k = self.config.refine_bits
         if not k:
             return first
         ev = self.ev
+        if self.config.passes == 1:
+            return ev.drop_level(first, self.output_level)
         ct0 = ev.drop_level(ct, 0)
         diff = ev.sub(ct0, ev.drop_level(first, 0))  # -e1, exactly the same scale
         second = self.bootstrap_once(ev.mul_int(diff, 1 << k))  # -2^k e1 + e2

@@ -68,6 +68,7 @@ def bench(
     block_timeout: Annotated[Optional[float], typer.Option("--block-timeout", help="bootstrap suite, isolated: stop a child process after this many seconds and record that.", min=1)] = None,
     openfhe_params: Annotated[Optional[str], typer.Option("--openfhe-params", help="bootstrap suite: OpenFHE's parameters: mirror (sizes of the fhectl profile) or native (OpenFHE's bootstrapping recipe, FirstModSize 60 / ScalingModSize 59, as many levels after as its 128-bit table allows, up to fhectl's). Default: native for profiles with primes set aside for bootstrapping (OpenFHE refuses boot-n16-128's 55/40-bit sizes), else mirror.", show_default=False)] = None,
     slots: Annotated[Optional[int], typer.Option("--slots", help="bootstrap suite: bootstrap n' values repeated over the slots with the sparse-slot circuit (a power of two, at most N/4; OpenFHE's numSlots on its side). Default: all N/2 slots.", min=1)] = None,
+    bootstrap_passes: Annotated[int, typer.Option("--bootstrap-passes", help="accuracy suite, --refresh bootstrap: 2 (the first pass and the refinement, default) or 1 (the first pass alone: half the time). Its state and report are kept apart.")] = 2,
     rotation_keys: Annotated[Optional[str], typer.Option("--rotation-keys", help="bootstrap suite: fhectl's baby-step split of the transforms: fast (fewer key switches, more rotation keys: 47 at boot-n16-128) or fewest (39 keys). Default: fast.", show_default=False)] = None,
     insecure: Insecure = False,
     json: Json = False,
@@ -82,8 +83,10 @@ def bench(
         if suites != ["accuracy"]:
             raise InputError("--suite accuracy runs alone (it writes its own report)")
         _accuracy(model, weights, profile, insecure, device, out, encrypted_prompts, encrypted_layers,
-                  budget_minutes, json, refresh)
+                  budget_minutes, json, refresh, bootstrap_passes)
         return
+    if bootstrap_passes != 2:
+        raise InputError("--bootstrap-passes is an option of the accuracy suite (--suite accuracy)")
     sizes = parse_int_list(batch_sizes or (QUICK_BATCH_SIZES if quick else DEFAULT_BATCH_SIZES), "--batch-sizes")
     if repeat is None:
         repeat = QUICK_REPEAT if quick else DEFAULT_REPEAT
@@ -132,7 +135,7 @@ def bench(
 
 
 def _accuracy(model, weights, profile, insecure, device, out, encrypted_prompts, encrypted_layers, budget_minutes,
-              json, refresh) -> None:
+              json, refresh, bootstrap_passes) -> None:
     from fhectl.bench.accuracy import run_accuracy_report
 
     if refresh not in ("client", "bootstrap"):
@@ -150,7 +153,7 @@ def _accuracy(model, weights, profile, insecure, device, out, encrypted_prompts,
     path = run_accuracy_report(model, weights, params, out, encrypted_prompts=encrypted_prompts,
                                encrypted_layers=encrypted_layers, device="cpu" if device == "auto" else device,
                                budget_s=None if budget_minutes is None else 60 * budget_minutes, tick=tick,
-                               refresh=refresh)
+                               refresh=refresh, bootstrap_passes=bootstrap_passes)
     if json:
         console.print_json({"report_dir": str(path)})
     else:

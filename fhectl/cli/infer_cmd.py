@@ -13,7 +13,7 @@ from rich.text import Text
 from fhectl.cli import console
 from fhectl.cli.errors import guarded
 from fhectl.cli.options import Choice, Device, Insecure, Json
-from fhectl.cli.refresh_report import bootstrap_report, refuse_unbootstrappable
+from fhectl.cli.refresh_report import bootstrap_report, describe_circuit, refuse_unbootstrappable
 from fhectl.errors import InputError
 
 
@@ -45,12 +45,27 @@ Refresh = Annotated[RefreshChoice, typer.Option(
     "bootstrapper and the blocks, else client with a note). An explicit bootstrap on a profile that cannot is "
     "an error (exit 3); with --server the server decides (`fhectl serve --refresh`) and an explicit value must "
     "match it.")]
+BootstrapPasses = Annotated[int, typer.Option(
+    "--bootstrap-passes",
+    help="With bootstrapping on a refining profile (boot-n16-128): 2, the first pass and the refinement on its "
+    "error (the default), or 1, the first pass alone: half the time, about 10 bits less precise per refresh "
+    "(bootstrapping's own error; the blocks' own approximations are often coarser). Local runs only.")]
 AllowOutOfDomain = Annotated[bool, typer.Option(
     "--allow-out-of-domain",
     help="With bootstrapping: report a range indicator that reads out of domain instead of failing (exit 7).")]
 Revision = Annotated[Optional[str], typer.Option(
     "--revision", show_default=False,
     help="Hugging Face revision (branch, tag or commit) of a repo given by id (default: main).")]
+
+
+def check_bootstrap_passes(passes: int, refresh: str, server: str | None) -> None:
+    """--bootstrap-passes: 1 or 2, for bootstrapping in this process (a server decides its own)."""
+    if passes not in (1, 2):
+        raise InputError(f"--bootstrap-passes must be 1 or 2, got {passes}")
+    if passes != 2 and refresh == "client":
+        raise InputError("--bootstrap-passes is for bootstrapping; --refresh client has no bootstrapping")
+    if passes != 2 and server is not None:
+        raise InputError("with --server the server bootstraps as `fhectl serve` was started; drop --bootstrap-passes")
 
 
 def read_prompt(path: str) -> str:
@@ -89,6 +104,7 @@ def infer(
     json: Json = False,
     server: Annotated[Optional[str], typer.Option("--server", help="URL of an `fhectl serve` server to run the encrypted blocks (Llama family); the secret key stays here.", show_default=False)] = None,
     refresh: Refresh = RefreshChoice.auto,
+    bootstrap_passes: BootstrapPasses = 2,
     allow_out_of_domain: AllowOutOfDomain = False,
 ) -> None:
     """Run a model's blocks (SmolLM2 or GPT-2) on encrypted hidden states and compare with the plaintext model.
@@ -103,11 +119,13 @@ def infer(
     counts those round trips and their bytes.
     Everything the prompt and the flags can get wrong is checked before the weights are loaded.
     """
+    check_bootstrap_passes(bootstrap_passes, str(refresh), server)
     if model != ModelChoice.gpt2:
         from fhectl.cli.infer_llama import infer_llama
 
         return infer_llama(prompt, str(model), weights, chat, layers, max_new_tokens, profile, insecure, str(device),
-                           json, random_weights_flag, system, revision, server, str(refresh), allow_out_of_domain)
+                           json, random_weights_flag, system, revision, server, str(refresh), allow_out_of_domain,
+                           bootstrap_passes)
     if server is not None:
         raise InputError("--server runs the Llama family (--model smollm2-135m); GPT-2 is not served yet")
     if chat or system is not None:
@@ -152,14 +170,14 @@ def infer(
     console.message(f"calibration: {calib_source}")
     with console.stage("generating keys (the client's secret stays on the client; the server gets public keys)"):
         engine = EncryptedGPT2(w, params, domains, n_layers, max_tokens=total_tokens, device=str(device),
-                               refresh=str(refresh))
+                               refresh=str(refresh), bootstrap_passes=bootstrap_passes)
     if engine.refresh_note:
         console.message(engine.refresh_note)
     if engine.refresh_mode == "bootstrap":
         plan = engine.plans[0]
         console.message(f"refresh: bootstrapping on the server, {plan['bootstraps_per_block']} bootstraps per block "
                         f"planned (level simulator), 0 round trips; a refresh returns level {plan['refresh_level']} "
-                        f"of {params.max_level}")
+                        f"of {params.max_level}; {describe_circuit(engine.bootstrapper.config)}")
 
     with console.progress(transient=True) as bar:
         task = bar.add_task("encrypted blocks", total=n_layers * max_new_tokens)
@@ -186,6 +204,7 @@ def infer(
         **result.as_dict(),
         "top1_agreement": agree / len(result.tokens) if result.tokens else None,
         "indicator_clean": all(v["clean"] for v in result.indicators) if result.indicators else None,
+        "bootstrap_passes": engine.bootstrapper.config.pass_count() if engine.bootstrapper is not None else None,
     }
     if json:
         console.print_json(data)

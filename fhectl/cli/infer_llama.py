@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from fhectl.cli import console
-from fhectl.cli.refresh_report import bootstrap_report, refuse_unbootstrappable
+from fhectl.cli.refresh_report import bootstrap_report, describe_circuit, refuse_unbootstrappable
 from fhectl.errors import InputError
 
 # The main job's default: how many of SmolLM2's 30 blocks run encrypted when --layers is not given. One
@@ -18,7 +18,7 @@ DEFAULT_ENCRYPTED_LAYERS = 1
 def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_tokens: int, profile: str,
                 insecure: bool, device: str, json: bool, random_weights: bool, system: str | None = None,
                 revision: str | None = None, server: str | None = None, refresh: str = "auto",
-                allow_out_of_domain: bool = False) -> None:
+                allow_out_of_domain: bool = False, bootstrap_passes: int = 2) -> None:
     from fhectl.ckks.params import load_parameters
     from fhectl.circuits.packing import Layout
     from fhectl.cli.infer_cmd import read_prompt
@@ -101,7 +101,7 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
         console.message(f"calibration: shipped calibration prompt set ({calib})")
         with console.stage("generating keys (the client's secret stays on the client; the server gets public keys)"):
             engine = EncryptedLlama(w, params, domains, n_layers, max_tokens=total, device=device,
-                                    refresh=refresh)
+                                    refresh=refresh, bootstrap_passes=bootstrap_passes)
         if engine.client:
             counts = engine.client.galois_key_counts()
             short = (f" ({counts['truncated']} of {counts['count']} Galois keys made for the blocks' levels only)"
@@ -114,7 +114,8 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
         if engine.refresh_mode == "bootstrap":
             console.message(f"refresh: bootstrapping on the server, {engine.plan['bootstraps_per_block']} bootstraps "
                             f"per block planned (level simulator), 0 round trips; a refresh returns level "
-                            f"{engine.plan['refresh_level']} of {params.max_level}")
+                            f"{engine.plan['refresh_level']} of {params.max_level}; "
+                            f"{describe_circuit(engine.bootstrapper.config)}")
     else:
         engine = remote
 
@@ -171,6 +172,8 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
                             "reference_continuation": ref_text, "encrypted_layers": n_layers, "layers": cfg.n_layer,
                             "profile": params.describe(), "top1_agreement": agree / len(results),
                             "refresh": mode,
+                            "bootstrap_passes": (engine.bootstrapper.config.pass_count()
+                                                 if remote is None and engine.bootstrapper is not None else None),
                             "refresh_note": engine.refresh_note if remote is None else served.get("refresh_note", ""),
                             "indicator_clean": indicator_clean, "steps": [r.as_dict() for r in results]})
         return

@@ -16,6 +16,15 @@ def refuse_unbootstrappable(params) -> None:
         raise ParameterError(f"--refresh bootstrap: {why}")
 
 
+def describe_circuit(config) -> str:
+    """One phrase for a ``BootstrapConfig``: its passes and packing."""
+    if config.pass_count() == 2:
+        passes = "two passes (refined)"
+    else:
+        passes = "one pass (--bootstrap-passes 1)" if config.refine_bits else "one pass"
+    return f"{passes}, {'real' if config.real else 'complex'} slots"
+
+
 def bootstrap_report(boot: dict, verdicts: list[dict], n_blocks: int, passes: int = 1, unit: str = "pass") -> list[str]:
     """The lines that report a bootstrapped run: ``boot`` (BootstrapStats.as_dict() over ``passes`` passes of
     ``n_blocks`` blocks; one pass: "per pass"), then the range indicator's verdict of each ``unit`` (a pass, a

@@ -120,7 +120,8 @@ class EncryptedGPT2:
     ``refresh_mode`` is what was chosen."""
 
     def __init__(self, weights: GPT2Weights, params: Parameters, domains: list[BlockDomains], n_layers: int,
-                 max_tokens: int, device: str = "cpu", random=None, refresh: str = "client"):
+                 max_tokens: int, device: str = "cpu", random=None, refresh: str = "client",
+                 bootstrap_passes: int = 2):
         self.weights = weights
         self.model = GPT2(weights, dtype=np.float64)
         self.cfg = cfg = weights.config
@@ -157,7 +158,8 @@ class EncryptedGPT2:
         # with bootstrapping the steps hold the bootstrapper's too; its CoeffsToSlots also conjugates
         self.client = Client(self.ctx, steps, random, conjugation=bootstrapping, key_levels=key_levels)
         self.server = self.client.server_evaluator()  # the server sees the public material only
-        self.bootstrapper = client_bootstrapper(self.client, self.server, params, random) if bootstrapping else None
+        self.bootstrapper = (client_bootstrapper(self.client, self.server, params, random, bootstrap_passes)
+                             if bootstrapping else None)
 
     def _plan_client(self, weights, domains) -> set[int]:
         """Blocks and per-block plans for client refresh; the rotation steps they need."""

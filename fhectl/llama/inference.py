@@ -191,7 +191,8 @@ class EncryptedLlama:
     """Keys, packed blocks and the two roles for one model, batch capacity and parameter set."""
 
     def __init__(self, weights: LlamaWeights, params: Parameters, domains: list[BlockDomains], n_layers: int,
-                 max_tokens: int, device: str = "cpu", random=None, refresh: str = "client"):
+                 max_tokens: int, device: str = "cpu", random=None, refresh: str = "client",
+                 bootstrap_passes: int = 2):
         self.weights, self.cfg, self.params, self.n_layers = weights, weights.config, params, n_layers
         self.model = Llama(weights)
         self.server_part = LlamaBlocks(weights, params, domains, n_layers, max_tokens, refresh)
@@ -206,7 +207,7 @@ class EncryptedLlama:
         self.server = self.client.server_evaluator() if n_layers else None
         self.bootstrapper = None
         if bootstrapping:  # only then: a profile that cannot bootstrap has no bootstrapping configuration
-            self.bootstrapper = client_bootstrapper(self.client, self.server, params, random)
+            self.bootstrapper = client_bootstrapper(self.client, self.server, params, random, bootstrap_passes)
 
     # -- one pass over a batch of prompts --------------------------------------------------------------
     def _refresh(self, result: RunResult):

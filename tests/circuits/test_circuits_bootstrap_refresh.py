@@ -160,6 +160,9 @@ def test_the_refresh_model_follows_the_profile():
     m_real = RefreshModel.for_params(big, replace(BootstrapConfig.for_params(big), real=True))
     assert m_real.shrunk_bound == m_big.shrunk_bound / 2 and m_real.shift_for(32.0) == 1
     assert m_real.error(256.0) == m_big.error(256.0) and m_real.error(16.0) == m_big.error(32.0) / 2
+    # one pass of the refining circuit: its first pass's error at the bound, 2^-12 (the sine's cubic term)
+    m_one = RefreshModel.for_params(big, replace(BootstrapConfig.for_params(big), real=True, passes=1))
+    assert m_one.error(16.0) == 2.0**-13 and m_one.error(16.0) > 2**10 * m_real.error(16.0)
 
 
 def test_range_indicator_reads_clean_inside_and_flags_outside(kit):

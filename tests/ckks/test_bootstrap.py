@@ -338,6 +338,24 @@ def test_real_circuit_refines(bk):
     assert refined > once + 5, (once, refined)
 
 
+def test_one_pass_of_a_refining_configuration_lands_on_its_output_level(bk):
+    """passes = 1: the first pass alone, dropped to the refined circuit's output level (same levels, same keys),
+    as precise as ``bootstrap_once``; passes outside 1, 2 are refused."""
+    config = BootstrapConfig.default(bk.params, real=True, refine_bits=10)
+    two = Bootstrapper(bk.ctx, bk.ev, config)
+    one = Bootstrapper(bk.ctx, bk.ev, BootstrapConfig.default(bk.params, real=True, refine_bits=10, passes=1))
+    assert one.output_level == two.output_level and one.rotation_steps() == two.rotation_steps()
+    assert (one.config.pass_count(), two.config.pass_count()) == (1, 2)
+    x = bk.slots(complex_values=False)
+    ct = bk.ev.drop_level(bk.enc.encrypt(x), 0)
+    out = one.bootstrap(ct)
+    assert out.level == two.output_level and out.scale == ct.scale
+    once = bk.dec.decrypt(two.bootstrap_once(ct)).real
+    assert abs(precision_bits(bk.dec.decrypt(out).real, x) - precision_bits(once, x)) < 1.5
+    with pytest.raises(ParameterError, match="passes"):
+        BootstrapConfig.default(bk.params, passes=3)
+
+
 def test_bootstrap_sparse_packing_through_the_full_slot_circuit(bk):
     """A message of n' = 64 values repeated over the N/2 slots (a polynomial in X^(N / 2n')) comes back
     repeated: the full-slot circuit removes q0 I from every coefficient, whatever the packing."""

@@ -81,6 +81,10 @@ def test_refresh_errors_are_one_line(checkpoint, tmp_path):
     res = runner.invoke(app, ["bench", "--suite", "accuracy", "--weights", str(checkpoint), "--profile",
                               "tiny-insecure", "--insecure", "--refresh", "bootstrap", "--out", str(tmp_path)])
     assert res.exit_code == 3 and "--refresh bootstrap:" in res.output and "Traceback" not in res.output
+    res = accuracy(checkpoint, tmp_path, "--refresh", "client", "--bootstrap-passes", "1")
+    assert res.exit_code == 2 and "with --refresh bootstrap only" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["bench", "--suite", "ops", "--bootstrap-passes", "1", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "--bootstrap-passes is an option of the accuracy suite" in res.output
 
 
 def test_the_report_is_current_after_every_layer(checkpoint, tmp_path, monkeypatch):

@@ -122,6 +122,10 @@ def test_refresh_flag_errors_are_one_line(checkpoint, prompt):
     assert res.exit_code == 3 and "--refresh bootstrap: profile tiny-insecure cannot bootstrap" in res.output
     res = runner.invoke(app, ["infer", str(prompt), "--refresh", "sometimes", *BOOT])
     assert res.exit_code == 2
+    for extra, says in ((["--bootstrap-passes", "3"], "--bootstrap-passes must be 1 or 2"),
+                        (["--bootstrap-passes", "1", "--refresh", "client"], "--refresh client has no bootstrapping")):
+        res = runner.invoke(app, ["infer", str(prompt), "--weights", str(checkpoint), *BOOT, *extra])
+        assert res.exit_code == 2 and says in res.output and "Traceback" not in res.output  # input errors: 2
 
 
 def test_a_profile_without_a_bootstrapping_circuit_runs_with_client_refresh(checkpoint, prompt, monkeypatch):
@@ -173,3 +177,28 @@ def test_packed_prompts_through_the_bootstrapped_softmax(smollm2, tmp_path, monk
     if profile == "tiny-boot-encap-insecure":
         assert engine.bootstrapper.encapsulation is not None and engine.bootstrapper.config.refine_bits
         assert 0 < result.galois_keys["truncated"] < result.galois_keys["count"]
+
+
+def test_one_pass_bootstrapping_on_the_refining_profile(smollm2, tmp_path, monkeypatch):
+    """--bootstrap-passes 1 at tiny-boot-encap-insecure (boot-n16-128's chain at N = 2^10): the first pass alone,
+    dropped to the refined circuit's output level, so the plan (levels, bootstraps) and the keys are the same;
+    the block stays within the packed test's bound (measured 10.6 bits, cosine 0.99999986; two passes, the packed
+    test: 10.7: the block's own approximations bound it, not the first pass's error) and the indicator clean."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    tok = smollm2[1]
+    cfg = LlamaConfig(vocab_size=tok.vocab_size, n_layer=1, n_embd=32, n_head=2, n_kv_head=1, head_dim=16,
+                      n_inner=40, rope_theta=100.0, max_position=32, bos_token_id=1, eos_token_id=2)
+    weights = random_weights(cfg, seed=5, std=0.5)
+    domains, _ = pipeline.calibrated_domains(weights, tok)
+    params = load_parameters("tiny-boot-encap-insecure", allow_insecure=True)
+    engine = EncryptedLlama(weights, params, domains, 1, max_tokens=16, refresh="bootstrap",
+                            random=SeededRandom("tests/one-pass"), bootstrap_passes=1)
+    boot = engine.bootstrapper
+    assert boot.config.refine_bits and boot.config.pass_count() == 1
+    assert boot.output_level == params.max_level - params.bootstrap_levels
+    prompts = [list(np.random.default_rng(i).integers(3, 1000, 4)) for i in range(4)]
+    _, result = engine.run(prompts, out_of_domain="report")
+    (layer,) = result.layers
+    assert layer.bootstraps == engine.plan["bootstraps_per_block"]
+    assert layer.precision_bits > PRECISION_BITS and layer.cosine_min > 0.9999, layer
+    assert result.indicator["clean"]

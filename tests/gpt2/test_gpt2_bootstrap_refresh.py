@@ -61,6 +61,7 @@ def test_bootstrap_is_the_default_and_makes_no_round_trip(checkpoint, prompt):
         assert b["precision_bits"] > PRECISION_BITS and b["cosine"] > 0.9999, b
     assert data["top1_agreement"] == 1.0 and data["generated_ids"] == data["reference_ids"]
     assert "bootstraps per block planned" in res.stderr and "0 round trips" in res.stderr
+    assert data["bootstrap_passes"] == 1 and "one pass, real slots" in res.stderr  # the dense circuit: no refinement
 
 
 def test_out_of_domain_is_detected_without_the_key_holder(checkpoint, prompt, monkeypatch):

@@ -334,8 +334,9 @@ def _refresh_line(e: dict) -> str:
                (f"OUT OF DOMAIN in layers {', '.join(map(str, flagged))}" if flagged else "no layer out of domain")
                + (f"; suspect in layers {', '.join(map(str, suspect))}" if suspect else ""))
     passes = " (one pass each: --bootstrap-passes 1)" if e.get("bootstrap_passes") == 1 else ""
-    return (f"Refresh: bootstrapping on the server{passes}, {e['bootstraps']} bootstraps in the layers done, 0 round trips "
-            f"inside a run. Range indicator, read after each layer ({e['indicator_layers_read']} layers): {verdict}."
+    return (f"Refresh: bootstrapping on the server{passes}, {e['bootstraps']} bootstraps in the layers done, "
+            f"0 round trips inside a run. Range indicator, read after each layer ({e['indicator_layers_read']} "
+            f"layers): {verdict}."
             + boundaries + code)
 
 

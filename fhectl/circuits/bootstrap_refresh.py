@@ -135,17 +135,12 @@ class RefreshModel:
         return self.relative_error * self.shrunk_bound * 2.0 ** self.shift_for(bound)
 
 
-BOOTSTRAP_PASSES = (1, 2)  # of a refining circuit: the first pass alone, or with the refinement (the default)
-
-
 def bootstrap_config(params, passes: int = 2) -> BootstrapConfig:
     """The configuration the bootstrapping refresh uses: the circuit the profile was made for
     (``BootstrapConfig.for_params``: sparse-secret encapsulated and refined where the profile sets primes
     aside for it, else the dense-secret default), real (``BootstrapConfig.real``): the circuits compute on real
     values, and the real circuit returns real slots with one EvalMod instead of two. ``passes``: 1 runs a
     refining circuit's first pass alone (``Bootstrapper.bootstrap``: half the time, same levels and keys)."""
-    if passes not in BOOTSTRAP_PASSES:
-        raise InputError(f"--bootstrap-passes must be 1 or 2, got {passes!r}")
     return replace(BootstrapConfig.for_params(params), real=True, passes=passes)
 
 
@@ -432,7 +427,7 @@ def client_bootstrapper(client, server, params, random=None, passes: int = 2) ->
     return server_bootstrapper(client.ctx, server, bootstrap_keys(client, bootstrap_config(params), random), passes)
 
 
-__all__ = ["BOOTSTRAP_PASSES", "REFRESH_MODES", "SINE_Y", "UNKNOWN_BOUND", "BootstrapRefresh", "BootstrapStats", "BootstrappedBlocks",
+__all__ = ["REFRESH_MODES", "SINE_Y", "UNKNOWN_BOUND", "BootstrapRefresh", "BootstrapStats", "BootstrappedBlocks",
            "RefreshModel", "SimBootstrapper", "bootstrap_fits", "bootstrap_keys", "bootstrap_rotation_steps",
            "client_bootstrapper", "plan_bootstrapped_block", "plan_bootstrapped_blocks", "server_bootstrapper",
            "server_refresh"]

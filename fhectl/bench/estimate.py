@@ -125,7 +125,9 @@ def _bootstrap_memory_model(params: Parameters) -> tuple[int, int]:
     cts_levels = [top] + [top - 1 - i for i in range(1, len(cts))]
     start = top - config.cts_depth() - config.eval_mod_depth()
     stc_levels = [start - i for i in range(len(stc))]
-    diagonals = sum(len(t.diagonals) * (lvl + 1) * limb for t, lvl in zip(cts + stc, cts_levels + stc_levels))
+    special = len(params.moduli_p)  # the diagonals are encoded over Q_l P (double hoisting)
+    diagonals = sum(len(t.diagonals) * (lvl + 1 + special) * limb
+                    for t, lvl in zip(cts + stc, cts_levels + stc_levels))
     return keys, keys * switching_key_bytes(params) + diagonals
 
 

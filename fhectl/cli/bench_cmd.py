@@ -145,7 +145,8 @@ def _accuracy(model, weights, profile, insecure, device, out, encrypted_prompts,
     if refresh == "bootstrap" and encrypted_prompts:
         refuse_unbootstrappable(params)
     console.err.print(f"accuracy of {model} on the evaluation set: plaintext mirror of every circuit, then "
-                      f"{encrypted_prompts} prompts fully encrypted on {params.name} ({refresh} refresh)")
+                      f"{encrypted_prompts} prompts fully encrypted on {params.name} ({refresh} refresh"
+                      + (", one pass)" if bootstrap_passes == 1 else ")"))
 
     def tick(name: str) -> None:
         console.err.print(f"  {name}")

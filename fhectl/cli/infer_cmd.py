@@ -48,8 +48,9 @@ Refresh = Annotated[RefreshChoice, typer.Option(
 BootstrapPasses = Annotated[int, typer.Option(
     "--bootstrap-passes",
     help="With bootstrapping on a refining profile (boot-n16-128): 2, the first pass and the refinement on its "
-    "error (the default), or 1, the first pass alone: half the time, about 10 bits less precise per refresh "
-    "(bootstrapping's own error; the blocks' own approximations are often coarser). Local runs only.")]
+    "error (the default), or 1, the first pass alone: half the time, about 10 bits less precise per refresh. "
+    "Measured on SmolLM2 at boot-n16-128: 3.7 bits after the first block, against 13.5 with two passes; for "
+    "experiments, not for trained models at that profile. Local runs only.")]
 AllowOutOfDomain = Annotated[bool, typer.Option(
     "--allow-out-of-domain",
     help="With bootstrapping: report a range indicator that reads out of domain instead of failing (exit 7).")]

@@ -89,8 +89,8 @@ class RefreshModel:
 
     shrunk_bound: the largest |m| a bootstrapping is given, SINE_Y q0 / Delta (2^-2 at q0 / Delta = 2^8 as in
     tiny-bootstrap-insecure, 32 at 2^15 as in boot-n16-128), halved for the real circuit; relative_error: the
-    absolute error of one refresh of values within shrunk_bound, per unit of shrunk_bound (the error is noise, the same for any
-    small message, so a refresh of values within B shrunk by 2^b keeps about B * relative_error);
+    absolute error of one refresh of values within shrunk_bound, per unit of shrunk_bound (the error is noise,
+    the same for any small message, so a refresh of values within B shrunk by 2^b keeps about B * relative_error);
     level0_unit_error: the error when |m| <= UNKNOWN_BOUND arrives at level 0 above shrunk_bound (no level to
     shrink it: the sine's cubic term), 0 where UNKNOWN_BOUND <= shrunk_bound.
     """

@@ -151,6 +151,20 @@ def test_a_profile_without_a_bootstrapping_circuit_runs_with_client_refresh(chec
     assert line.startswith("error: --refresh bootstrap: profile tiny-deep-insecure cannot bootstrap")
 
 
+def _packed_block_engine(tokenizer, profile: str, seed: str, **kw) -> tuple[EncryptedLlama, list, object]:
+    """(engine, four prompts of four tokens, params): one bootstrapped block of a 32-feature Llama whose 16 tokens
+    fill every slot of one N = 2^10 ciphertext."""
+    cfg = LlamaConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=32, n_head=2, n_kv_head=1, head_dim=16,
+                      n_inner=40, rope_theta=100.0, max_position=32, bos_token_id=1, eos_token_id=2)
+    weights = random_weights(cfg, seed=5, std=0.5)
+    domains, _ = pipeline.calibrated_domains(weights, tokenizer)
+    params = load_parameters(profile, allow_insecure=True)
+    engine = EncryptedLlama(weights, params, domains, 1, max_tokens=16, refresh="bootstrap", random=SeededRandom(seed),
+                            **kw)
+    prompts = [list(np.random.default_rng(i).integers(3, 1000, 4)) for i in range(4)]
+    return engine, prompts, params
+
+
 @pytest.mark.parametrize("profile", ["tiny-bootstrap-deep-insecure", "tiny-boot-encap-insecure"])
 def test_packed_prompts_through_the_bootstrapped_softmax(smollm2, tmp_path, monkeypatch, profile):
     """Four prompts of four tokens filling one ciphertext (16 tokens of 32 features: every slot), one block
@@ -160,16 +174,8 @@ def test_packed_prompts_through_the_bootstrapped_softmax(smollm2, tmp_path, monk
     tiny-boot-encap-insecure is boot-n16-128's chain at N = 2^10: the 128-bit profile's path (sparse-secret
     encapsulation, two passes, level-truncated block keys) end to end (measured 10.8 bits with one prompt)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    tok = smollm2[1]
-    cfg = LlamaConfig(vocab_size=tok.vocab_size, n_layer=1, n_embd=32, n_head=2, n_kv_head=1, head_dim=16,
-                      n_inner=40, rope_theta=100.0, max_position=32, bos_token_id=1, eos_token_id=2)
-    weights = random_weights(cfg, seed=5, std=0.5)
-    domains, _ = pipeline.calibrated_domains(weights, tok)
-    params = load_parameters(profile, allow_insecure=True)
-    engine = EncryptedLlama(weights, params, domains, 1, max_tokens=16, refresh="bootstrap",
-                            random=SeededRandom("tests/packed-softmax"))
+    engine, prompts, params = _packed_block_engine(smollm2[1], profile, "tests/packed-softmax")
     assert engine.layout.tokens * engine.layout.chunk == params.slots
-    prompts = [list(np.random.default_rng(i).integers(3, 1000, 4)) for i in range(4)]
     _, result = engine.run(prompts, out_of_domain="report")
     (layer,) = result.layers
     assert layer.precision_bits > PRECISION_BITS and layer.cosine_min > 0.9999, layer
@@ -186,18 +192,11 @@ def test_one_pass_bootstrapping_on_the_refining_profile(smollm2, tmp_path, monke
     test: 10.7: the block's own approximations bound it here, not the first pass's error; not so on SmolLM2 at
     boot-n16-128, where one pass fell to 3.7 bits: bench_results/*_one-pass/NOTE.md) and the indicator clean."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    tok = smollm2[1]
-    cfg = LlamaConfig(vocab_size=tok.vocab_size, n_layer=1, n_embd=32, n_head=2, n_kv_head=1, head_dim=16,
-                      n_inner=40, rope_theta=100.0, max_position=32, bos_token_id=1, eos_token_id=2)
-    weights = random_weights(cfg, seed=5, std=0.5)
-    domains, _ = pipeline.calibrated_domains(weights, tok)
-    params = load_parameters("tiny-boot-encap-insecure", allow_insecure=True)
-    engine = EncryptedLlama(weights, params, domains, 1, max_tokens=16, refresh="bootstrap",
-                            random=SeededRandom("tests/one-pass"), bootstrap_passes=1)
+    engine, prompts, params = _packed_block_engine(smollm2[1], "tiny-boot-encap-insecure", "tests/one-pass",
+                                                   bootstrap_passes=1)
     boot = engine.bootstrapper
     assert boot.config.refine_bits and boot.config.pass_count() == 1
     assert boot.output_level == params.max_level - params.bootstrap_levels
-    prompts = [list(np.random.default_rng(i).integers(3, 1000, 4)) for i in range(4)]
     _, result = engine.run(prompts, out_of_domain="report")
     (layer,) = result.layers
     assert layer.bootstraps == engine.plan["bootstraps_per_block"]

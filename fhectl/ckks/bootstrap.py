@@ -520,14 +520,15 @@ class DiagonalTransform:
                     continue
                 c0, ks = babies[c]  # rot_c(ct) = (c0, 0) + ModDown(ks), times rot_{-g}(diag_{g + c})
                 pt_q = be.limbs(pt, 0, nq)
-                for i in range(1 if ks is not None else ct.size):
-                    be.mul_accumulate(be.polys(acc, i, i + 1), c0 if ks is not None else be.polys(c0, i, i + 1),
-                                      pt_q, q_rows)
-                if ks is not None:
-                    if acc_qp is None:
-                        acc_qp = be.zeros(tuple(ks.shape))
-                    for i in range(2):
-                        be.mul_accumulate(be.polys(acc_qp, i, i + 1), be.polys(ks, i, i + 1), pt, qp_rows)
+                if ks is None:  # baby step 0: the ciphertext itself, both polynomials over Q_l
+                    for i in range(ct.size):
+                        be.mul_accumulate(be.polys(acc, i, i + 1), be.polys(c0, i, i + 1), pt_q, q_rows)
+                    continue
+                be.mul_accumulate(be.polys(acc, 0, 1), c0, pt_q, q_rows)
+                if acc_qp is None:
+                    acc_qp = be.zeros(tuple(ks.shape))
+                for i in range(2):
+                    be.mul_accumulate(be.polys(acc_qp, i, i + 1), be.polys(ks, i, i + 1), pt, qp_rows)
             if acc_qp is not None:
                 be.add(acc, keyswitch.mod_down(ctx, acc_qp, ct.level), acc, q_rows)
             inner = Ciphertext(data=acc, level=ct.level, scale=ct.scale * pt_scale, params_id=ct.params_id,

@@ -22,7 +22,8 @@ What is measured, per implementation:
   pass alone (``bootstrap_once``) as its own row, "fhectl (one pass)", timed in the same rounds on the same keys,
   so the report shows what the refinement costs and gains;
 * bootstrapping-key bytes as stored: fhectl's relinearization key and Galois keys for
-  ``required_steps`` and conjugation, as the keyring writes them (b and the 32-byte seed of a per key:
+  ``required_steps`` and conjugation, as the keyring writes them (b and the 32-byte seed of a per key, each
+  rotation key truncated to the highest level it rotates at, ``rotation_levels``:
   ``fhectl.io.objects.evaluation_key_bytes``, equal to the written files); OpenFHE's EvalMultKey and
   EvalAutomorphismKeys serialized (BINARY) to a file, both halves of every key;
 * peak memory: each implementation's set-up and one bootstrapping in a spawned child process of its own, whose
@@ -239,7 +240,7 @@ class FhectlBootstrapSide:
 
     def __init__(self, params: Parameters, config: BootstrapConfig, device: str = "cpu"):
         from fhectl.ckks import encapsulation
-        from fhectl.ckks.bootstrap import Bootstrapper, required_steps
+        from fhectl.ckks.bootstrap import Bootstrapper, required_steps, rotation_levels
         from fhectl.ckks.context import CKKSContext
         from fhectl.ckks.encryptor import Decryptor, Encryptor
         from fhectl.ckks.evaluator import Evaluator
@@ -250,12 +251,13 @@ class FhectlBootstrapSide:
         self.ctx = CKKSContext(params, device=device)
         self.device = self.ctx.device
         self.steps = required_steps(params, config)
+        self.key_levels = rotation_levels(params, config)  # each key truncated to the highest level it is used at
         t1 = time.perf_counter()
         kg = KeyGenerator(self.ctx)
         sk = kg.secret_key()
         pk = kg.public_key(sk)
         self.rlk = kg.relin_key(sk)
-        self.gk = kg.galois_keys(sk, self.steps, conjugation=True)
+        self.gk = kg.galois_keys(sk, self.steps, conjugation=True, max_levels=self.key_levels)
         self.encapsulation = (None if config.sparse_weight is None
                               else encapsulation.generate(kg, sk, config.sparse_weight))
         self.keygen_s = time.perf_counter() - t1
@@ -291,11 +293,15 @@ class FhectlBootstrapSide:
 
         keys = [self.rlk, *self.gk.keys.values()]
         seeded = all(k.seed is not None for k in keys)
-        out = evaluation_key_bytes(self.params, self.steps, conjugation=True, seeded=seeded)
+        out = evaluation_key_bytes(self.params, self.steps, conjugation=True, seeded=seeded,
+                                   max_levels=self.key_levels)
         out["galois_keys_count"] = len(self.gk.keys)
+        out["galois_keys_truncated"] = sum(1 for k in self.gk.keys.values() if k.max_level is not None)
         out["seeded"] = seeded
-        out["both_halves_total"] = evaluation_key_bytes(self.params, self.steps, conjugation=True,
-                                                        seeded=False)["total"]
+        out["both_halves_total"] = evaluation_key_bytes(self.params, self.steps, conjugation=True, seeded=False,
+                                                        max_levels=self.key_levels)["total"]
+        out["untruncated_total"] = evaluation_key_bytes(self.params, self.steps, conjugation=True,
+                                                        seeded=seeded)["total"]
         if self.encapsulation is not None:
             # No file format holds them yet: to_dense counted as the relinearization key (the same shape and
             # storage: b and the seed of a), to_sparse as its array ((b, a) over q0 and one special prime).
@@ -303,7 +309,11 @@ class FhectlBootstrapSide:
             out["encapsulation"] = out["relin-key"] + to_sparse
             out["total"] += out["encapsulation"]
             out["both_halves_total"] += 2 * out["relin-key"] + to_sparse
+            out["untruncated_total"] += out["encapsulation"]
         return out
+
+    def _truncated_steps(self) -> int:
+        return sum(1 for lvl in self.key_levels.values() if lvl < self.params.max_level)
 
     def describe(self) -> dict:
         p, c = self.params, self.config
@@ -320,7 +330,8 @@ class FhectlBootstrapSide:
             "eval_mod": {"k": c.k, "degree": c.degree, "double_angle": c.double_angle},
             "levels_left": self.boot.output_level, "rotation_steps": len(self.steps),
             "transforms": (f"double-hoisted baby-step giant-step, split {c.rotation_keys!r} "
-                           f"({len(self.steps)} rotation keys)"),
+                           f"({len(self.steps)} rotation keys, {self._truncated_steps()} of them truncated to the "
+                           "highest level they rotate at: rotation_levels)"),
             "passes": (f"two (Meta-BTS refinement, refine_bits = {c.refine_bits}: Bootstrapper.bootstrap)"
                        if c.refine_bits else "one (Bootstrapper.bootstrap)")
             + (", real circuit (the real parts of the slots, one EvalMod: BootstrapConfig.real)" if self.boot.real

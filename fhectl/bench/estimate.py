@@ -97,8 +97,9 @@ def bootstrap_rotations(log_n: int, cts_levels: int, stc_levels: int) -> float:
 
 
 def bootstrap_key_switches(log_n: int, cts_levels: int, stc_levels: int, eval_mod_products: int) -> float:
-    """Key switches of one bootstrapping, roughly: the transforms' rotations, one conjugation, and EvalMod twice
-    (real and imaginary parts), ``eval_mod_products`` relinearized products each (``eval_mod_products``)."""
+    """Key switches of one bootstrapping pass, roughly: the transforms' rotations, one conjugation, and EvalMod
+    twice, ``eval_mod_products`` relinearized products each (``eval_mod_products``): the complex circuit's count,
+    an upper bound for the real circuit's single EvalMod. Only ratios to the reference profile's count are used."""
     return bootstrap_rotations(log_n, cts_levels, stc_levels) + 1 + 2 * eval_mod_products
 
 
@@ -113,21 +114,19 @@ def eval_mod_products(config) -> int:
 def _bootstrap_memory_model(params: Parameters) -> tuple[int, int]:
     """(switching keys held, bytes of keys and cached diagonals) of fhectl's bootstrapping at ``params``: the
     transforms as the Bootstrapper builds them (about a second at N = 2^16)."""
-    from fhectl.ckks.bootstrap import BootstrapConfig, linear_transforms
+    from fhectl.ckks.bootstrap import BootstrapConfig, linear_transforms, transform_levels
 
     config = BootstrapConfig.for_params(params)
     cts, stc = linear_transforms(params, config)
     steps = {s for t in cts + stc for s in t.rotation_steps()}
     keys = len(steps) + 1 + 1 + (1 if config.sparse_weight is not None else 0)  # + conjugation, relin, to_dense
     limb = params.ring_degree * 8
-    top = params.max_level
-    # CoeffsToSlots: the first group at the top level (it rescales by two primes), then one level each
-    cts_levels = [top] + [top - 1 - i for i in range(1, len(cts))]
-    start = top - config.cts_depth() - config.eval_mod_depth()
-    stc_levels = [start - i for i in range(len(stc))]
+    cts_levels, stc_levels = transform_levels(params, config)
     special = len(params.moduli_p)  # the diagonals are encoded over Q_l P (double hoisting)
     diagonals = sum(len(t.diagonals) * (lvl + 1 + special) * limb
                     for t, lvl in zip(cts + stc, cts_levels + stc_levels))
+    # Every key counted full, as when BOOT_WORKING_SET was fitted: the rotation keys are now truncated to their
+    # levels (``rotation_levels``, about a fifth less at boot-n16-128), so this errs high, on the safe side.
     return keys, keys * switching_key_bytes(params) + diagonals
 
 

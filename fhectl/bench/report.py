@@ -336,8 +336,8 @@ def render_bootstrap(report: dict) -> list[str]:
         "the decryption of the ciphertext that was bootstrapped: bootstrapping's own error); **fresh** (that "
         "input's decryption against the plaintext: the encryption noise, the same for every row of a side)",
         "- key bytes as stored: fhectl's relinearization and Galois keys as the keyring writes them (b and the "
-        "seed of a), plus the encapsulation keys where used; OpenFHE's EvalMultKey and EvalAutomorphismKeys "
-        "serialized BINARY",
+        "seed of a; each rotation key truncated to the highest level the circuit rotates by it at), plus the "
+        "encapsulation keys where used; OpenFHE's EvalMultKey and EvalAutomorphismKeys serialized BINARY",
     ]
     if ONE_PASS_ROW in rows:
         lines.append(f"- {ONE_PASS_ROW}: the first pass alone (Bootstrapper.bootstrap_once), timed in the same "

@@ -69,7 +69,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from fhectl.ckks import encapsulation
-from fhectl.ckks.bootstrap import BootstrapConfig, Bootstrapper, required_steps
+from fhectl.ckks.bootstrap import BootstrapConfig, Bootstrapper, required_steps, rotation_levels
 from fhectl.ckks.encapsulation import EncapsulationKeys
 from fhectl.ckks.keys import KeyGenerator
 from fhectl.circuits.levels import SimCiphertext, SimEvaluator
@@ -369,11 +369,12 @@ def plan_bootstrapped_block(block, params, indicator: bool = True) -> dict:
 @dataclass
 class BootstrappedBlocks:
     """Encrypted blocks built for bootstrapping, with the level simulator's plan of each and the rotation steps
-    (the blocks' and the bootstrapper's) the key holder must make Galois keys for. ``key_levels``: the blocks'
-    own steps (those the bootstrapper does not share) -> the highest level the plans rotate by them at, so
-    their keys are made for those levels only (``Client(key_levels=...)``, ``fhectl.ckks.keys.SwitchingKey``:
-    at boot-n16-128 levels <= 7, 2 digits of 14 limbs instead of 6 of 33); the bootstrapper's stay full
-    (CoeffsToSlots rotates at the top)."""
+    (the blocks' and the bootstrapper's) the key holder must make Galois keys for. ``key_levels``: step -> the
+    highest level the plans or the bootstrapper (``fhectl.ckks.bootstrap.rotation_levels``) rotate by it at, for
+    every step below the top, so those keys are made for those levels only (``Client(key_levels=...)``,
+    ``fhectl.ckks.keys.SwitchingKey``: at boot-n16-128 the blocks' own at levels <= 7, 2 digits of 14 limbs
+    instead of 6 of 33, and the bootstrapper's at 24 and 23, 5 digits of 31 and 30); only the steps of
+    CoeffsToSlots' first group, which rotates at the top, keep full keys."""
 
     blocks: list
     plans: list[dict]
@@ -396,7 +397,6 @@ def plan_bootstrapped_blocks(make_block, n_layers: int, params, family: str) -> 
         return None, (f"profile {params.name}: the circuits do not fit the {top} levels a bootstrapping refresh "
                       f"gives: {exc}")
     steps = set(bootstrap_rotation_steps(params))
-    boot_steps = {s % params.slots for s in steps}  # as the plans name them: one Galois element each
     plans, levels = [], {}
     try:
         for b in blocks:
@@ -408,7 +408,10 @@ def plan_bootstrapped_blocks(make_block, n_layers: int, params, family: str) -> 
         depth = bootstrap_config(params).depth()
         return None, (f"profile {params.name} cannot bootstrap inside the {family} blocks ({depth} of its "
                       f"{params.max_level} levels go to bootstrapping): {exc}")
-    key_levels = {s: lvl for s, lvl in levels.items() if s not in boot_steps}
+    for s, lvl in rotation_levels(params, bootstrap_config(params)).items():
+        s %= params.slots  # as the plans name them: one Galois element each
+        levels[s] = max(levels.get(s, lvl), lvl)
+    key_levels = {s: lvl for s, lvl in levels.items() if lvl < params.max_level}
     return BootstrappedBlocks(blocks, plans, sorted(steps), key_levels), ""
 
 

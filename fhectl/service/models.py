@@ -121,7 +121,7 @@ def needed_galois_levels(info: dict) -> dict[int, int | None]:
     for s, lvl in info.get("key_levels") or []:
         for g in rotation_galois_elements([s], n):
             if g in levels and levels[g] is None:
-                levels[g] = lvl  # only listed steps may be truncated; the bootstrapper's are not listed
+                levels[g] = lvl  # only listed steps may be truncated (the top level's are not listed)
     if info.get("conjugation"):
         levels[conjugation_galois_element(n)] = None
     return levels

@@ -14,6 +14,9 @@ import json
 import numpy as np
 import pytest
 
+from fhectl.ckks.bootstrap import rotation_levels
+from fhectl.ckks.params import load_parameters
+from fhectl.circuits.bootstrap_refresh import bootstrap_config
 from fhectl.circuits.range_indicator import ACCUMULATOR_LEVEL
 from fhectl.errors import DomainError, FormatError
 from fhectl.io.container import read_container, unbundle_containers
@@ -62,9 +65,16 @@ def test_the_server_publishes_bootstrapping(boot_server):
     assert info["encapsulation_weight"] is None  # the dense-secret circuit of the tiny profile
     boot = info["bootstrap"]
     assert boot["bootstraps_per_block"] > 0 and boot["refresh_level"] == boot["output_level"] - 1
-    # the blocks' own steps, with the levels their keys may be truncated to (all below the top)
-    assert info["key_levels"] and all(lvl < boot["output_level"] for _, lvl in info["key_levels"])
-    assert {s for s, _ in info["key_levels"]} <= set(info["rotation_steps"])
+    # the levels the keys may be truncated to, all below the top: the bootstrapper's steps at least at the levels
+    # its transforms rotate at, the other (the blocks' own) at most at the level a refresh gives
+    params = load_parameters(PROFILE, allow_insecure=True)
+    levels = dict(info["key_levels"])
+    assert levels and all(lvl < params.max_level for lvl in levels.values())
+    assert set(levels) <= {s % params.slots for s in info["rotation_steps"]}
+    boot_levels = {s % params.slots: lvl for s, lvl in rotation_levels(params, bootstrap_config(params)).items()}
+    assert any(lvl < params.max_level for lvl in boot_levels.values())
+    assert all(levels[s] >= lvl for s, lvl in boot_levels.items() if lvl < params.max_level)
+    assert all(lvl <= boot["output_level"] for s, lvl in levels.items() if s not in boot_levels)
 
 
 def test_remote_bootstrapped_run_matches_the_local_one(remote, boot_server, tiny_checkpoint, service_cache, tmp_path):
@@ -193,7 +203,7 @@ def test_a_bundle_without_encapsulation_keys_is_refused_where_the_circuit_encaps
     with pytest.raises(FormatError, match="weight 16"):
         check_bundle_covers(ENCAPSULATING, elements, {}, 16)
     check_bundle_covers(ENCAPSULATING, elements, {}, 32)
-    with pytest.raises(FormatError, match="truncated below"):  # the bootstrapper's keys must stay full
+    with pytest.raises(FormatError, match="truncated below"):  # a step not listed needs a full key
         check_bundle_covers(ENCAPSULATING, elements, {5: 3}, 32)
     check_bundle_covers({**ENCAPSULATING, "encapsulation_weight": None, "conjugation": False}, [5], {}, None)
 

@@ -1,0 +1,125 @@
+"""Bootstrapping's rotation keys truncated to the levels they are used at (``rotation_levels``).
+
+CoeffsToSlots' first group rotates at the top level and its later groups one or two levels lower; SlotsToCoeffs
+rotates by the same steps near the bottom. A key made for levels up to l (``SwitchingKey.max_level``) has the
+digits and limbs of level l only, and switching a ciphertext above l is a LevelError. So the test that the
+levels are right is to bootstrap with keys truncated to them (every circuit: complex, real, refined, sparse),
+and to see one key truncated a level lower refused.
+"""
+
+import numba
+import numpy as np
+import pytest
+
+from fhectl.ckks.bootstrap import BootstrapConfig, Bootstrapper, required_steps, rotation_levels, transform_levels
+from fhectl.ckks.context import CKKSContext
+from fhectl.ckks.encryptor import Decryptor, Encryptor
+from fhectl.ckks.evaluator import Evaluator
+from fhectl.ckks.keys import KeyGenerator
+from fhectl.ckks.params import load_parameters
+from fhectl.ckks.precision import precision_bits
+from fhectl.ckks.sampling import SeededRandom
+from fhectl.errors import LevelError
+from fhectl.io.objects import evaluation_key_bytes
+
+BITS = 16.0  # one bootstrapping's bound in tests/ckks/test_bootstrap.py (measured 18.4 there)
+SPARSE_BITS = 16.0  # n' = 64 there
+GIB = 2.0**30
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_numba_thread():
+    """One engine thread (as tests/ckks/test_bootstrap.py): N = 2^10 kernels are too small for two."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(before)
+
+
+def configs(params) -> dict[str, BootstrapConfig]:
+    return {"complex": BootstrapConfig.default(params),
+            "real, refined": BootstrapConfig.default(params, real=True, refine_bits=8),
+            "sparse": BootstrapConfig.default(params, slots=64)}
+
+
+def merged_levels(params) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for config in configs(params).values():
+        for s, lvl in rotation_levels(params, config).items():
+            out[s] = max(out.get(s, lvl), lvl)
+    return out
+
+
+class Kit:
+    def __init__(self, max_levels: dict[int, int], seed: str = "tests/rotation-levels"):
+        self.params = load_parameters("tiny-bootstrap-insecure", allow_insecure=True)
+        self.ctx = CKKSContext(self.params)
+        kg = KeyGenerator(self.ctx, SeededRandom(seed))
+        sk = kg.secret_key()
+        self.gk = kg.galois_keys(sk, sorted(max_levels), conjugation=True, max_levels=max_levels)
+        self.ev = Evaluator(self.ctx, kg.relin_key(sk), self.gk)
+        self.enc = Encryptor(self.ctx, kg.public_key(sk), random=SeededRandom(seed + "/enc"))
+        self.dec = Decryptor(self.ctx, sk)
+        self.rng = np.random.default_rng(20261202)
+
+    def bootstrap_bits(self, config: BootstrapConfig, real: bool = False) -> float:
+        boot = Bootstrapper(self.ctx, self.ev, config)
+        n = boot.n
+        x = self.rng.uniform(-1, 1, n) + (0 if real else 1j * self.rng.uniform(-1, 1, n))
+        ct = self.ev.drop_level(self.enc.encrypt(np.tile(x, self.params.slots // n)), 0)
+        out = boot.bootstrap(ct)
+        got = self.dec.decrypt(out)[:n]
+        return precision_bits(got.real if real else got, x)
+
+
+@pytest.fixture(scope="module")
+def kit(single_numba_thread):
+    params = load_parameters("tiny-bootstrap-insecure", allow_insecure=True)
+    return Kit(merged_levels(params))
+
+
+def test_levels_cover_every_step_and_follow_the_transforms():
+    params = load_parameters("tiny-bootstrap-insecure", allow_insecure=True)
+    for name, config in configs(params).items():
+        levels = rotation_levels(params, config)
+        assert set(levels) == set(required_steps(params, config)), name
+        cts_at, stc_at = transform_levels(params, config)
+        assert cts_at[0] == params.max_level and len(cts_at) == config.cts_levels
+        assert cts_at[-1] - 1 == params.max_level - config.cts_depth()  # the last group's output feeds EvalMod
+        assert stc_at[-1] - 1 == params.max_level - config.single_depth()  # the last group's output is the pass's
+        assert max(levels.values()) == params.max_level and min(levels.values()) < params.max_level, name
+
+
+@pytest.mark.parametrize("name", ["complex", "real, refined", "sparse"])
+def test_bootstrapping_runs_on_keys_truncated_to_those_levels(kit, name):
+    config = configs(kit.params)[name]
+    assert sum(1 for k in kit.gk.keys.values() if k.max_level is not None) > 0
+    bound = SPARSE_BITS if config.slots else BITS
+    assert kit.bootstrap_bits(config, real=config.real) > bound
+
+
+def test_a_key_truncated_one_level_lower_is_refused(single_numba_thread):
+    """The levels are tight: the key of a step CoeffsToSlots' second group rotates by, one level lower, fails."""
+    params = load_parameters("tiny-bootstrap-insecure", allow_insecure=True)
+    config = configs(params)["complex"]
+    levels = rotation_levels(params, config)
+    second = transform_levels(params, config)[0][1]
+    step = next(s for s, lvl in levels.items() if lvl == second)
+    short = Kit({**levels, step: second - 1}, seed="tests/rotation-levels/short")
+    with pytest.raises(LevelError, match="covers levels up to"):
+        short.bootstrap_bits(config)
+
+
+def test_the_128_bit_bootstrapping_keys_fit_in_4_gib():
+    """At boot-n16-128 (no keys are made: sizes from the parameters): with the default split, truncating the 36
+    keys of CoeffsToSlots' later groups brings the stored keys (b and the seed of a) under 4 GiB; full, they are
+    4.7 GiB (report 2026-12-01_9c9bfb2c)."""
+    params = load_parameters("boot-n16-128")
+    config = BootstrapConfig.for_params(params)
+    steps = required_steps(params, config)
+    levels = rotation_levels(params, config)
+    top = params.max_level
+    assert sorted({lvl for lvl in levels.values()}) == [top - 3, top - 2, top]
+    full = evaluation_key_bytes(params, steps, conjugation=True)["total"]
+    truncated = evaluation_key_bytes(params, steps, conjugation=True, max_levels=levels)["total"]
+    assert full > 4.5 * GIB and truncated < 4.0 * GIB

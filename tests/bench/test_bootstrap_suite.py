@@ -12,6 +12,7 @@ import math
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -305,6 +306,20 @@ def test_sparse_slot_run_against_openfhe_numslots(tmp_path):
     assert described["fhectl"]["slots"] == described["openfhe"]["slots"] == 64
     rows = {r["impl"]: r for r in report["bootstrap"]["rounds"]}
     assert rows["fhectl"]["worst_bits"] > 16.0 and rows["fhectl"]["worst_bits"] > rows["openfhe"]["worst_bits"]
+
+
+def test_the_sparse_circuits_own_error_is_measured_against_what_it_keeps_of_the_input():
+    """With n' < N/2 slots the input's reference is the mean of its copies (what the trace keeps), not its first
+    copy, whose noise off the subring the circuit removes: that reference is nearer the plaintext."""
+    params = load_parameters(PROFILE, allow_insecure=True)
+    side = bootstrap_suite.FhectlBootstrapSide(params, bootstrap_suite.bootstrap_config(params, slots=64))
+    x = np.random.default_rng(5).uniform(-1, 1, 64)
+    ct = side.encrypt_exhausted(x)
+    copies = side.dec.decrypt(ct).real.reshape(-1, 64)
+    assert copies.shape == (params.slots // 64, 64)
+    assert np.array_equal(side.decrypt_input(ct).real, copies.mean(axis=0))
+    assert np.array_equal(side.decrypt(ct).real, copies[0])
+    assert np.mean(np.abs(side.decrypt_input(ct).real - x)) < np.mean(np.abs(side.decrypt(ct).real - x))
 
 
 @pytest.mark.parametrize("slots", ["100", "1024"])

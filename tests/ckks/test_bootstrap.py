@@ -19,7 +19,6 @@ the seeds here; each bound leaves about 2 bits of margin):
 
 import math
 
-import numba
 import numpy as np
 import pytest
 
@@ -91,15 +90,7 @@ class BootKit:
         return x + 1j * self.rng.uniform(-1, 1, n) if complex_values else x
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_numba_thread():
-    """One engine thread in these tests (restored afterwards), as in tests/cli/conftest.py: at N = 2^10 a
-    kernel call is microseconds of work, and on a shared 2-core machine a 2-thread team waits for
-    scheduler ticks (measured here: the module took 146 s of CPU under load, against 10 s idle)."""
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_numba_thread")  # tests/conftest.py: N = 2^10 kernels want one thread
 
 
 @pytest.fixture(scope="module")
@@ -315,7 +306,7 @@ def test_real_circuit_returns_the_real_part_with_one_eval_mod(bk):
 def test_real_slots_to_coeffs_is_antisymmetric(bk):
     """The real SlotsToCoeffs of a (bit-reversed) real vector a: coefficients q0 a / (4 pi) below N/2, their
     negatives mirrored above (T_(N-k) = -T_k), and 0 at N/2: the polynomial of real slots."""
-    n, big_n = bk.params.slots, bk.params.ring_degree
+    n = bk.params.slots
     boot = Bootstrapper(bk.ctx, bk.ev, BootstrapConfig.default(bk.params, real=True))
     a = bk.rng.uniform(-1, 1, n)
     level = boot.output_level + bk.config.stc_levels

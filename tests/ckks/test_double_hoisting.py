@@ -4,7 +4,6 @@ and the baby-step split that goes with it, on the insecure N = 2^10 profile tiny
 The slow, obvious reference for a transform is one plain rotation per diagonal: sum_k diag_k * rot_k(ct).
 """
 
-import numba
 import numpy as np
 import pytest
 
@@ -30,13 +29,7 @@ from fhectl.errors import ParameterError
 OFFSETS = (0, 1, 2, 3, 5, 8, 13, 21, 34, 55, -1, -7, -40, 100, -256)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_numba_thread():
-    """One engine thread (as tests/ckks/test_bootstrap.py): N = 2^10 kernels are too small for two."""
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_numba_thread")  # tests/conftest.py: N = 2^10 kernels want one thread
 
 
 class Kit:

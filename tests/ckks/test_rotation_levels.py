@@ -7,7 +7,6 @@ levels are right is to bootstrap with keys truncated to them (every circuit: com
 and to see one key truncated a level lower refused.
 """
 
-import numba
 import numpy as np
 import pytest
 
@@ -27,13 +26,7 @@ SPARSE_BITS = 16.0  # n' = 64 there
 GIB = 2.0**30
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_numba_thread():
-    """One engine thread (as tests/ckks/test_bootstrap.py): N = 2^10 kernels are too small for two."""
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_numba_thread")  # tests/conftest.py: N = 2^10 kernels want one thread
 
 
 def configs(params) -> dict[str, BootstrapConfig]:

@@ -699,9 +699,10 @@ def rotation_levels(params: Parameters, config: BootstrapConfig) -> dict[int, in
     cts, stc = linear_transforms(params, config)
     cts_at, stc_at = transform_levels(params, config)
     levels = {s: params.max_level for s in trace_steps(params, config)}
-    for transform, level in zip(cts + stc, cts_at + stc_at):
-        for s in transform.rotation_steps():
-            levels[s] = max(levels.get(s, level), level)
+    for transforms, at in ((cts, cts_at), (stc, stc_at)):
+        for transform, level in zip(transforms, at, strict=True):
+            for s in transform.rotation_steps():
+                levels[s] = max(levels.get(s, level), level)
     return levels
 
 

@@ -481,8 +481,11 @@ def evaluation_key_bytes(params: Parameters, steps=(), conjugation: bool = False
     by_element: dict[int, int] = {}
     for s, lvl in (max_levels or {}).items():
         g = galois_element_for_rotation(int(s), n) if int(s) % (n // 2) else None
-        if g in elements and int(lvl) < top:
+        if g in elements:
             by_element[g] = max(by_element.get(g, 0), int(lvl))
+    # The highest level over the steps of one element first, as KeyGenerator.galois_keys makes the key: a step
+    # at the top makes it full, whatever a step of the same element (s and s - N/2) says.
+    by_element = {g: lvl for g, lvl in by_element.items() if lvl < top}
 
     def shape(level: int) -> tuple[int, int]:  # (digits, limbs)
         return len(params.digits(level)), level + 1 + len(params.moduli_p)

@@ -3,8 +3,10 @@
 CoeffsToSlots' first group rotates at the top level and its later groups one or two levels lower; SlotsToCoeffs
 rotates by the same steps near the bottom. A key made for levels up to l (``SwitchingKey.max_level``) has the
 digits and limbs of level l only, and switching a ciphertext above l is a LevelError. So the test that the
-levels are right is to bootstrap with keys truncated to them (every circuit: complex, real, refined, sparse),
-and to see one key truncated a level lower refused.
+levels are right is to bootstrap with keys truncated to each circuit's own levels (complex, real and refined,
+sparse, sparse at n' = N/4 where s and s - N/2 are one Galois element), recording the level of every switch with a
+truncated key: the highest must equal the key's level (not above it, which would fail; not below, which would
+waste key material), and one key truncated a level lower is refused.
 """
 
 import numpy as np
@@ -14,7 +16,7 @@ from fhectl.ckks.bootstrap import BootstrapConfig, Bootstrapper, required_steps,
 from fhectl.ckks.context import CKKSContext
 from fhectl.ckks.encryptor import Decryptor, Encryptor
 from fhectl.ckks.evaluator import Evaluator
-from fhectl.ckks.keys import KeyGenerator
+from fhectl.ckks.keys import KeyGenerator, SwitchingKey, rotation_galois_elements
 from fhectl.ckks.params import load_parameters
 from fhectl.ckks.precision import precision_bits
 from fhectl.ckks.sampling import SeededRandom
@@ -32,15 +34,8 @@ pytestmark = pytest.mark.usefixtures("single_numba_thread")  # tests/conftest.py
 def configs(params) -> dict[str, BootstrapConfig]:
     return {"complex": BootstrapConfig.default(params),
             "real, refined": BootstrapConfig.default(params, real=True, refine_bits=8),
-            "sparse": BootstrapConfig.default(params, slots=64)}
-
-
-def merged_levels(params) -> dict[int, int]:
-    out: dict[int, int] = {}
-    for config in configs(params).values():
-        for s, lvl in rotation_levels(params, config).items():
-            out[s] = max(out.get(s, lvl), lvl)
-    return out
+            "sparse": BootstrapConfig.default(params, slots=64),
+            "sparse, N/4": BootstrapConfig.default(params, slots=params.slots // 2)}
 
 
 class Kit:
@@ -65,12 +60,6 @@ class Kit:
         return precision_bits(got.real if real else got, x)
 
 
-@pytest.fixture(scope="module")
-def kit(single_numba_thread):
-    params = load_parameters("tiny-bootstrap-insecure", allow_insecure=True)
-    return Kit(merged_levels(params))
-
-
 def test_levels_cover_every_step_and_follow_the_transforms():
     params = load_parameters("tiny-bootstrap-insecure", allow_insecure=True)
     for name, config in configs(params).items():
@@ -83,15 +72,34 @@ def test_levels_cover_every_step_and_follow_the_transforms():
         assert max(levels.values()) == params.max_level and min(levels.values()) < params.max_level, name
 
 
-@pytest.mark.parametrize("name", ["complex", "real, refined", "sparse"])
-def test_bootstrapping_runs_on_keys_truncated_to_those_levels(kit, name):
-    config = configs(kit.params)[name]
-    assert sum(1 for k in kit.gk.keys.values() if k.max_level is not None) > 0
+@pytest.mark.parametrize("name", ["complex", "real, refined", "sparse", "sparse, N/4"])
+def test_bootstrapping_runs_on_keys_truncated_to_its_levels_and_reaches_each(name, monkeypatch):
+    params = load_parameters("tiny-bootstrap-insecure", allow_insecure=True)
+    config = configs(params)[name]
+    kit = Kit(rotation_levels(params, config), seed=f"tests/rotation-levels/{name}")
+    truncated = {k.source: k.max_level for k in kit.gk.keys.values() if k.max_level is not None}
+    assert truncated
+    reached: dict[str, int] = {}
+    key_rows = SwitchingKey.key_rows
+
+    def spy(key, q_rows, p_rows):  # called for every switch with a truncated key, at the ciphertext's level
+        reached[key.source] = max(reached.get(key.source, -1), len(q_rows) - 1)
+        return key_rows(key, q_rows, p_rows)
+
+    monkeypatch.setattr(SwitchingKey, "key_rows", spy)
     bound = SPARSE_BITS if config.slots else BITS
     assert kit.bootstrap_bits(config, real=config.real) > bound
+    assert {s: reached.get(s) for s in truncated} == truncated
+    # the key files' size counts the keys as they were made: s and s - N/2 (one element) at the higher level
+    steps = required_steps(params, config)
+    n = params.ring_degree
+    step_of = {rotation_galois_elements([s], n)[0]: s for s in steps if s % params.slots}
+    made = {step_of[int(source.split(":")[1])]: lvl for source, lvl in truncated.items()}
+    assert (evaluation_key_bytes(params, steps, conjugation=True, max_levels=rotation_levels(params, config))
+            == evaluation_key_bytes(params, steps, conjugation=True, max_levels=made))
 
 
-def test_a_key_truncated_one_level_lower_is_refused(single_numba_thread):
+def test_a_key_truncated_one_level_lower_is_refused():
     """The levels are tight: the key of a step CoeffsToSlots' second group rotates by, one level lower, fails."""
     params = load_parameters("tiny-bootstrap-insecure", allow_insecure=True)
     config = configs(params)["complex"]

@@ -65,15 +65,15 @@ def test_the_server_publishes_bootstrapping(boot_server):
     assert info["encapsulation_weight"] is None  # the dense-secret circuit of the tiny profile
     boot = info["bootstrap"]
     assert boot["bootstraps_per_block"] > 0 and boot["refresh_level"] == boot["output_level"] - 1
-    # the levels the keys may be truncated to, all below the top: the bootstrapper's steps at least at the levels
-    # its transforms rotate at, the other (the blocks' own) at most at the level a refresh gives
+    # the levels the keys may be truncated to, all below the top: the bootstrapper's steps at the levels its
+    # transforms rotate at (above any block's), the other (the blocks' own) at most at the level a refresh gives
     params = load_parameters(PROFILE, allow_insecure=True)
     levels = dict(info["key_levels"])
     assert levels and all(lvl < params.max_level for lvl in levels.values())
     assert set(levels) <= {s % params.slots for s in info["rotation_steps"]}
     boot_levels = {s % params.slots: lvl for s, lvl in rotation_levels(params, bootstrap_config(params)).items()}
     assert any(lvl < params.max_level for lvl in boot_levels.values())
-    assert all(levels[s] >= lvl for s, lvl in boot_levels.items() if lvl < params.max_level)
+    assert all(levels[s] == lvl for s, lvl in boot_levels.items() if lvl < params.max_level)
     assert all(lvl <= boot["output_level"] for s, lvl in levels.items() if s not in boot_levels)
 
 

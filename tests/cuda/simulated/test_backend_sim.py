@@ -148,11 +148,18 @@ def test_automorphism_and_keyswitch_inner_product(backends, rng):
     ext = rand(rng, cpu, (2, 4, N), rows)
     key = np.stack([rand(rng, cpu, (2, 6, N), range(6)) for _ in range(3)])  # (dnum, 2, all rows, N)
     d_ext, d_key = gpu.to_device(ext), gpu.to_device(key)
+    # a key truncated to level 1 (``SwitchingKey.max_level``, as bootstrapping's rotation keys are): its own rows
+    # are q0, q1, p0, p1, read at key_rows; the same values as the full key's, so the same result
+    short = np.ascontiguousarray(key[:, :, list(rows)])
+    d_short = gpu.to_device(short)
     for galois in (1, g):
         want, got = np.empty((2, 4, N), U64), gpu.empty((2, 4, N))
         cpu.keyswitch_inner_product(ext, key, want, rows, galois)
         gpu.keyswitch_inner_product(d_ext, d_key, got, rows, galois)
         assert np.array_equal(gpu.to_host(got), want)
+        got_short = gpu.empty((2, 4, N))
+        gpu.keyswitch_inner_product(d_ext, d_short, got_short, rows, galois, key_rows=(0, 1, 2, 3))
+        assert np.array_equal(gpu.to_host(got_short), want)
 
 
 def test_basis_convert_and_rescale_prepare(backends, rng):

@@ -610,11 +610,11 @@ def one_round(side: BootstrapSide, x: np.ndarray) -> dict:
     (``mean_bits``, ``worst_bits``: what a user gets); the output against the decryption of the input
     ciphertext (``self_*``: bootstrapping's own error, without the encryption noise the input already had);
     the input's decryption against x (``fresh_*``: that encryption noise, the reference for the first).
-    The input's decryption is ``decrypt_input``'s: with sparse slots, the part of the input the circuit keeps (its
-    copies' mean; OpenFHE's decoding of n' slots is that projection already, so both sides' ``fresh_*`` are the
-    noise of what their circuits keep), since the noise the circuit removes is no error of its own (measured against the first copy
+    The input's decryption is ``decrypt_input``'s: with sparse slots, the part of the input the circuit keeps, its
+    copies' mean, since the noise the circuit removes is no error of its own (measured against the first copy
     alone, fhectl's refined sparse bootstrapping at N = 2^16 read 23.0 bits, the input's own noise, for 24.0
-    against the plaintext: report 2026-12-01_69f360de_..._2).
+    against the plaintext: report 2026-12-01_69f360de_..._2). OpenFHE's decoding of n' slots is that projection
+    already, so both sides' ``fresh_*`` are the noise of what their circuits keep.
     """
     ct = side.encrypt_exhausted(x)
     side.sync()

@@ -126,7 +126,7 @@ def _bootstrap_memory_model(params: Parameters) -> tuple[int, int]:
     diagonals = sum(len(t.diagonals) * (lvl + 1 + special) * limb
                     for t, lvl in zip(cts + stc, cts_levels + stc_levels))
     # Every key counted full, as when BOOT_WORKING_SET was fitted: the rotation keys are now truncated to their
-    # levels (``rotation_levels``, about a fifth less at boot-n16-128), so this errs high, on the safe side.
+    # levels (``rotation_levels``, 17% less at boot-n16-128), so this errs high, on the safe side.
     return keys, keys * switching_key_bytes(params) + diagonals
 
 

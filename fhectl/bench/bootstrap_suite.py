@@ -154,6 +154,7 @@ class OpenFHEBootstrapParams:
     secret: str = "UNIFORM_TERNARY"  # SecretKeyDist: SPARSE_ENCAPSULATED where fhectl encapsulates
     recipe: str = "mirror"  # "mirror": the sizes above follow the profile; "native": OpenFHE's 60 / 59 bits
     sparse_slots: int | None = None  # n' < N/2: OpenFHE's sparse packing (numSlots), as fhectl's sparse circuit
+    iterations: int = 1  # EvalBootstrap's numIterations; 2 is OpenFHE's Meta-BTS, as fhectl's refinement (one level)
 
     @property
     def ring_degree(self) -> int:
@@ -165,6 +166,7 @@ class OpenFHEBootstrapParams:
 
 
 OPENFHE_RECIPES = ("mirror", "native")
+OPENFHE_ITERATIONS = (1, 2)
 # OpenFHE's own bootstrapping recipe for its 64-bit build: FirstModSize 60, ScalingModSize 59. Measured at
 # N = 2^10 (SPARSE_ENCAPSULATED, budget [3, 3]): ScalingModSize 40 with FirstModSize 42 to 50 bootstraps to 4-5
 # bits worst case, and at N = 2^16 FirstModSize 50 / ScalingModSize 40 is refused by EvalBootstrap ("Degree [15]
@@ -173,7 +175,7 @@ NATIVE_FIRST_MOD_BITS, NATIVE_SCALE_BITS = 60, 59
 
 
 def openfhe_bootstrap_params(params: Parameters, config: BootstrapConfig,
-                             recipe: str = "mirror") -> OpenFHEBootstrapParams:
+                             recipe: str = "mirror", iterations: int = 1) -> OpenFHEBootstrapParams:
     """OpenFHE's parameters for a fhectl profile, read from the profile's chain (not assumed uniform).
 
     q0's size is its bit length, rounded (a prime near 2^60 may have 61 bits); the scaling size is the scale
@@ -182,10 +184,14 @@ def openfhe_bootstrap_params(params: Parameters, config: BootstrapConfig,
     (``bootstrap_mod_bits``), OpenFHE's EvalMod runs at Delta-sized primes and fhectl's does not; the report
     says so beside the precision goal. fhectl's sparse-secret encapsulation (``BootstrapConfig.sparse_weight``)
     maps to OpenFHE's SPARSE_ENCAPSULATED (the same technique: the key stays uniform ternary), else
-    UNIFORM_TERNARY.
+    UNIFORM_TERNARY. ``iterations`` = 2: OpenFHE's own refinement (EvalBootstrap's numIterations, Meta-BTS, one
+    level more in its chain), the like of fhectl's two passes.
     """
     if recipe not in OPENFHE_RECIPES:
         raise ParameterError(f"OpenFHE parameters {recipe!r}: choose from {', '.join(OPENFHE_RECIPES)}")
+    if iterations not in OPENFHE_ITERATIONS:
+        raise ParameterError(f"OpenFHE iterations {iterations}: choose from "
+                             f"{', '.join(map(str, OPENFHE_ITERATIONS))}")
     mirrored = OpenFHEBootstrapParams(
         log_n=params.literal.log_n,
         first_mod_bits=round(math.log2(params.moduli_q[0])),
@@ -196,6 +202,7 @@ def openfhe_bootstrap_params(params: Parameters, config: BootstrapConfig,
         secure=params.security_bits >= 128,
         secret="UNIFORM_TERNARY" if config.sparse_weight is None else "SPARSE_ENCAPSULATED",
         sparse_slots=config.slots if config.slots not in (None, params.slots) else None,
+        iterations=iterations,
     )
     if recipe == "native":
         return replace(mirrored, first_mod_bits=NATIVE_FIRST_MOD_BITS, scale_bits=NATIVE_SCALE_BITS, recipe="native")
@@ -416,7 +423,7 @@ class OpenFHEBootstrapSide:
         # up to fhectl's (the report shows both)
         self.refused: list[str] = []
         for after in range(p.levels_after, -1 if p.recipe == "native" else p.levels_after - 1, -1):
-            self.depth = self.bootstrap_depth + after
+            self.depth = self.bootstrap_depth + after + p.iterations - 1  # Meta-BTS takes one more level
             cp = o.CCParamsCKKSRNS()
             cp.SetSecretKeyDist(dist)
             cp.SetSecurityLevel(o.SecurityLevel.HEStd_128_classic if p.secure else o.SecurityLevel.HEStd_NotSet)
@@ -446,7 +453,15 @@ class OpenFHEBootstrapSide:
         cc.EvalBootstrapKeyGen(self.keys.secretKey, p.slots)
         self.keygen_s = time.perf_counter() - t1
         self.cc = cc
+        # numIterations > 1 needs the first iteration's precision in bits, "determined by the user experimentally"
+        # (OpenFHE's documentation): one untimed bootstrapping of random inputs, part of the set-up
+        self.precision = self._first_iteration_bits() if p.iterations > 1 else 0
         self.setup_s = time.perf_counter() - t0
+
+    def _first_iteration_bits(self) -> int:
+        x = np.random.default_rng().uniform(-1, 1, self.p.slots)
+        got = self.decrypt(self.cc.EvalBootstrap(self.encrypt_exhausted(x)))
+        return int(math.floor(precision_bits(got, x)))
 
     def encrypt_exhausted(self, x: np.ndarray):
         pt = self.cc.MakeCKKSPackedPlaintext(np.ascontiguousarray(x, np.float64), 1, self.depth - 1, None,
@@ -454,6 +469,8 @@ class OpenFHEBootstrapSide:
         return self.cc.Encrypt(self.keys.publicKey, pt)
 
     def bootstrap(self, ct):
+        if self.p.iterations > 1:
+            return self.cc.EvalBootstrap(ct, self.p.iterations, self.precision)
         return self.cc.EvalBootstrap(ct)
 
     def sync(self) -> None:
@@ -511,7 +528,8 @@ class OpenFHEBootstrapSide:
                        else "mirrors the fhectl profile"),
             "refused": self.refused or None,
             "threads": _set_omp_threads(None), "version": _version(), "device": self.device,
-        }
+        } | ({"passes": f"{p.iterations} (EvalBootstrap numIterations, OpenFHE's Meta-BTS; first iteration's "
+                        f"precision {self.precision} bits, measured at set-up)"} if p.iterations > 1 else {})
 
 
 def openfhe_bootstrap_bits(x: np.ndarray, params: Parameters, config: BootstrapConfig,
@@ -848,6 +866,7 @@ class SuiteOptions:
     rounds_per_block: int = 2  # isolated mode: timed rounds per child process
     block_timeout_s: float | None = None  # isolated mode: a child running longer is stopped and recorded
     openfhe_params: str = "mirror"  # OPENFHE_RECIPES
+    openfhe_iterations: int = 1  # OPENFHE_ITERATIONS
     memory_wait_s: float = 600.0  # isolated mode: wait up to this long for the memory a child is estimated to need
     slots: int | None = None  # n' < N/2: the sparse-slot circuit on both sides (OpenFHE's numSlots)
     rotation_keys: str | None = None  # fhectl's baby-step split (None: the default, "fast")
@@ -883,6 +902,8 @@ def run_suite(report: dict, params: Parameters, options: SuiteOptions, out_root:
               "isolated": None if isolated is None else options.rounds_per_block}
     if options.openfhe_params != "mirror":
         header["openfhe_params"] = options.openfhe_params
+    if options.openfhe_iterations != 1:
+        header["openfhe_iterations"] = options.openfhe_iterations
     journal = Journal(journal_path(out_root, params), header)
     if journal.resumed:
         tick(f"bootstrap: resuming from {journal.path.name}")
@@ -907,7 +928,7 @@ def _run_in_process(state: dict, journal: Journal, params: Parameters, config, o
                     out_root: Path, tick, _reason) -> tuple[str, int] | None:
     """Both sides' keys in this process, rounds interleaved (AB, BA, ...); then a peak-memory probe per side."""
     impls = state["impls"]
-    ofp = openfhe_bootstrap_params(params, config, options.openfhe_params) if "openfhe" in impls else None
+    ofp = openfhe_bootstrap_params(params, config, options.openfhe_params, options.openfhe_iterations) if "openfhe" in impls else None
     rng = np.random.default_rng(options.seed)
     with _Threads(options.threads, "openfhe" in impls) as threads:
         state["threads"] = {"requested": options.threads, "numba": _numba_threads(), "openfhe_omp": None,
@@ -969,7 +990,7 @@ def _run_isolated(state: dict, journal: Journal, params: Parameters, config, opt
     kinds = ["fhectl"] + (["openfhe"] if "openfhe" in impls else [])
     specs = {"fhectl": (params, config)}
     if "openfhe" in kinds:
-        specs["openfhe"] = openfhe_bootstrap_params(params, config, options.openfhe_params)
+        specs["openfhe"] = openfhe_bootstrap_params(params, config, options.openfhe_params, options.openfhe_iterations)
     per_block = max(1, options.rounds_per_block)
     blocks = math.ceil(options.repeat / per_block)
     seeds = journal.of_kind("data_seed")

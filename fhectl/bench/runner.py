@@ -103,7 +103,7 @@ def run_encrypted_gpt2(report: dict, params: Parameters, suites: list[str], batc
 
 def check_arguments(params: Parameters, suites: list[str], batch_sizes: list[int], repeat: int, warmup: int,
                     model_config=None, bootstrap_slots: int | None = None,
-                    rotation_keys: str | None = None) -> None:
+                    rotation_keys: str | None = None, openfhe_iterations: int | None = None) -> None:
     """Everything that can be refused before minutes of work, refused with one message."""
     unknown = [s for s in suites if s not in SUITES]
     if unknown:
@@ -124,6 +124,8 @@ def check_arguments(params: Parameters, suites: list[str], batch_sizes: list[int
         raise InputError("--slots is an option of the bootstrap suite (--suite bootstrap)")
     elif rotation_keys is not None:
         raise InputError("--rotation-keys is an option of the bootstrap suite (--suite bootstrap)")
+    elif openfhe_iterations is not None:
+        raise InputError("--openfhe-iterations is an option of the bootstrap suite (--suite bootstrap)")
 
 
 def estimate_run(params: Parameters, suites: list[str], batch_sizes: list[int], repeat: int, warmup: int,
@@ -140,8 +142,9 @@ def run_benchmarks(params: Parameters, suites: list[str], batch_sizes: list[int]
                    bootstrap_options: dict | None = None) -> Path:
     """``bootstrap_options``: SuiteOptions fields of the bootstrap suite (threads, isolated, rounds_per_block,
     block_timeout_s); None values keep the defaults."""
-    check_arguments(params, suites, batch_sizes, repeat, warmup, model_config,
-                    (bootstrap_options or {}).get("slots"), (bootstrap_options or {}).get("rotation_keys"))
+    b = bootstrap_options or {}
+    check_arguments(params, suites, batch_sizes, repeat, warmup, model_config, b.get("slots"), b.get("rotation_keys"),
+                    b.get("openfhe_iterations"))
     cost = estimate_run(params, suites, batch_sizes, repeat, warmup, baseline, model_config, bootstrap_options)
     env = environment()
     config = {"suites": suites, "batch_sizes": batch_sizes, "repeat": repeat, "warmup": warmup, "device": device,

@@ -67,6 +67,7 @@ def bench(
     rounds_per_block: Annotated[Optional[int], typer.Option("--rounds-per-block", help="bootstrap suite, isolated: timed rounds per child process (after its set-up and one warm-up); --repeat rounds in all. Default 2.", min=1)] = None,
     block_timeout: Annotated[Optional[float], typer.Option("--block-timeout", help="bootstrap suite, isolated: stop a child process after this many seconds and record that.", min=1)] = None,
     openfhe_params: Annotated[Optional[str], typer.Option("--openfhe-params", help="bootstrap suite: OpenFHE's parameters: mirror (sizes of the fhectl profile) or native (OpenFHE's bootstrapping recipe, FirstModSize 60 / ScalingModSize 59, as many levels after as its 128-bit table allows, up to fhectl's). Default: native for profiles with primes set aside for bootstrapping (OpenFHE refuses boot-n16-128's 55/40-bit sizes), else mirror.", show_default=False)] = None,
+    openfhe_iterations: Annotated[Optional[int], typer.Option("--openfhe-iterations", help="bootstrap suite: OpenFHE's EvalBootstrap numIterations: 1 (default) or 2, OpenFHE's own Meta-BTS refinement (one more level; the first iteration's precision is measured at set-up), the like of fhectl's two passes.", min=1, max=2)] = None,
     slots: Annotated[Optional[int], typer.Option("--slots", help="bootstrap suite: bootstrap n' values repeated over the slots with the sparse-slot circuit (a power of two, at most N/4; OpenFHE's numSlots on its side). Default: all N/2 slots.", min=1)] = None,
     bootstrap_passes: Annotated[int, typer.Option("--bootstrap-passes", help="accuracy suite, --refresh bootstrap: 2 (the first pass and the refinement, default) or 1 (the first pass alone: half the time; SmolLM2 at boot-n16-128 fell to 3.7 bits after one block). Its state and report are kept apart.")] = 2,
     rotation_keys: Annotated[Optional[str], typer.Option("--rotation-keys", help="bootstrap suite: fhectl's baby-step split of the transforms: fast (fewer key switches, more rotation keys: 47 at boot-n16-128) or fewest (39 keys). Default: fast.", show_default=False)] = None,
@@ -100,12 +101,12 @@ def bench(
         sizes = [s for s in sizes if s <= model_config.n_positions] or [1]
     params = load_parameters(profile or "gpt2-n16-128", allow_insecure=insecure)
     base = None if baseline == BaselineChoice.none else str(baseline)
-    check_arguments(params, suites, sizes, repeat, warmup, model_config, slots, rotation_keys)
+    check_arguments(params, suites, sizes, repeat, warmup, model_config, slots, rotation_keys, openfhe_iterations)
     if openfhe_params is None:
         openfhe_params = "native" if params.bootstrap_levels else "mirror"
     boot_options = {"threads": threads, "isolated": isolated, "rounds_per_block": rounds_per_block,
                     "block_timeout_s": block_timeout, "openfhe_params": openfhe_params, "slots": slots,
-                    "rotation_keys": rotation_keys}
+                    "rotation_keys": rotation_keys, "openfhe_iterations": openfhe_iterations}
     cost = estimate_run(params, suites, sizes, repeat, warmup, base, model_config, boot_options)
     if estimate_only:
         if json:

@@ -20,6 +20,7 @@ from fhectl.bench import bootstrap_suite
 from fhectl.bench.report import load_report, render_markdown
 from fhectl.cli.main import app
 from fhectl.ckks.params import load_parameters
+from fhectl.errors import ParameterError
 
 runner = CliRunner()
 PROFILE = "tiny-bootstrap-insecure"
@@ -329,6 +330,32 @@ def test_slot_counts_the_sparse_circuit_cannot_take_are_one_error_line(tmp_path,
     assert res.exit_code == 3 and "sparse-slot bootstrapping" in res.stderr and "Traceback" not in res.output
     res = runner.invoke(app, ["bench", "--suite", "ops", "--slots", "64", "--out", str(tmp_path)])
     assert res.exit_code != 0 and "--slots is an option of the bootstrap suite" in res.output
+
+
+def test_openfhe_with_two_iterations_refines_as_fhectl_does(params):
+    """--openfhe-iterations 2: OpenFHE's own Meta-BTS (one more level in its chain, the first iteration's precision
+    measured at set-up), against its single iteration on the same values."""
+    _require_openfhe()
+    config = bootstrap_suite.bootstrap_config(params)
+    x = np.random.default_rng(11).uniform(-1, 1, params.slots)
+    bits, left = {}, {}
+    for iterations in (1, 2):
+        side = bootstrap_suite.OpenFHEBootstrapSide(
+            bootstrap_suite.openfhe_bootstrap_params(params, config, "mirror", iterations), threads=1)
+        out = side.bootstrap(side.encrypt_exhausted(x))
+        bits[iterations] = bootstrap_suite.mean_precision_bits(side.decrypt(out), x)
+        left[iterations] = side.levels_left(out)
+        if iterations == 2:
+            assert side.precision > 5 and "numIterations" in side.describe()["passes"]
+    assert bits[2] > bits[1] + 3, bits
+    assert left[2] == left[1], left  # the extra level is the iteration's own
+
+
+def test_openfhe_iterations_are_refused_outside_the_bootstrap_suite_and_beyond_two(tmp_path, params):
+    res = runner.invoke(app, ["bench", "--suite", "ops", "--openfhe-iterations", "2", "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "--openfhe-iterations is an option of the bootstrap suite" in res.output
+    with pytest.raises(ParameterError, match="OpenFHE iterations 3"):
+        bootstrap_suite.openfhe_bootstrap_params(params, bootstrap_suite.bootstrap_config(params), "mirror", 3)
 
 
 def test_an_unknown_rotation_key_split_is_one_error_line(tmp_path):

@@ -523,7 +523,8 @@ class OpenFHEBootstrapSide:
             "secret": p.secret, "scaling": "FLEXIBLEAUTO",
             "security": "HEStd_128_classic" if p.secure else "HEStd_NotSet",
             "level_budget": list(p.level_budget), "bootstrap_depth": self.bootstrap_depth,
-            "multiplicative_depth": self.depth, "levels_left_asked": self.depth - self.bootstrap_depth,
+            "multiplicative_depth": self.depth,
+            "levels_left_asked": self.depth - self.bootstrap_depth - (p.iterations - 1),  # the iteration takes one
             "recipe": ("OpenFHE's own (FirstModSize 60, ScalingModSize 59)" if p.recipe == "native"
                        else "mirrors the fhectl profile"),
             "refused": self.refused or None,

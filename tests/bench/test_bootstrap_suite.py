@@ -345,6 +345,7 @@ def test_openfhe_with_two_iterations_refines_as_fhectl_does(params):
         out = side.bootstrap(side.encrypt_exhausted(x))
         bits[iterations] = bootstrap_suite.mean_precision_bits(side.decrypt(out), x)
         left[iterations] = side.levels_left(out)
+        assert side.describe()["levels_left_asked"] == left[iterations]
         if iterations == 2:
             assert side.precision > 5 and "numIterations" in side.describe()["passes"]
     assert bits[2] > bits[1] + 3, bits

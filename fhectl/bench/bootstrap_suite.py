@@ -310,7 +310,7 @@ class FhectlBootstrapSide:
         out = evaluation_key_bytes(self.params, self.steps, conjugation=True, seeded=seeded,
                                    max_levels=self.key_levels)
         out["galois_keys_count"] = len(self.gk.keys)
-        out["galois_keys_truncated"] = sum(1 for k in self.gk.keys.values() if k.max_level is not None)
+        out["galois_keys_truncated"] = self.truncated_keys
         out["seeded"] = seeded
         out["both_halves_total"] = evaluation_key_bytes(self.params, self.steps, conjugation=True, seeded=False,
                                                         max_levels=self.key_levels)["total"]
@@ -326,8 +326,10 @@ class FhectlBootstrapSide:
             out["untruncated_total"] += out["encapsulation"]
         return out
 
-    def _truncated_steps(self) -> int:
-        return sum(1 for lvl in self.key_levels.values() if lvl < self.params.max_level)
+    @property
+    def truncated_keys(self) -> int:
+        """Galois keys made for a level below the top (``rotation_levels``)."""
+        return sum(1 for k in self.gk.keys.values() if k.max_level is not None)
 
     def describe(self) -> dict:
         p, c = self.params, self.config
@@ -344,7 +346,7 @@ class FhectlBootstrapSide:
             "eval_mod": {"k": c.k, "degree": c.degree, "double_angle": c.double_angle},
             "levels_left": self.boot.output_level, "rotation_steps": len(self.steps),
             "transforms": (f"double-hoisted baby-step giant-step, split {c.rotation_keys!r} "
-                           f"({len(self.steps)} rotation keys, {self._truncated_steps()} of them truncated to the "
+                           f"({len(self.steps)} rotation keys, {self.truncated_keys} of them truncated to the "
                            "highest level they rotate at: rotation_levels)"),
             "passes": (f"two (Meta-BTS refinement, refine_bits = {c.refine_bits}: Bootstrapper.bootstrap)"
                        if c.refine_bits else "one (Bootstrapper.bootstrap)")

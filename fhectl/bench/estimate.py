@@ -146,9 +146,11 @@ def bootstrap_both_sides_bytes(params: Parameters) -> int:
 
 
 def estimate_bootstrap(params: Parameters, repeat: int, warmup: int, baseline: str | None,
-                       isolated: bool | None = None, rounds_per_block: int = 2) -> tuple[float, int]:
+                       isolated: bool | None = None, rounds_per_block: int = 2,
+                       openfhe_iterations: int = 1) -> tuple[float, int]:
     """(seconds, peak bytes) of the bootstrap suite, scaled from BOOT_REF; ``isolated`` None: as the suite
-    decides (process blocks when both sides would not fit in 80 % of the RAM)."""
+    decides (process blocks when both sides would not fit in 80 % of the RAM); ``openfhe_iterations``: OpenFHE's
+    EvalBootstrap numIterations (``--openfhe-iterations``)."""
     from fhectl.ckks.bootstrap import BootstrapConfig
 
     c = BootstrapConfig.for_params(params)
@@ -168,10 +170,14 @@ def estimate_bootstrap(params: Parameters, repeat: int, warmup: int, baseline: s
     # the fhectl process times the one-pass row beside the refined bootstrapping where the profile refines
     timed = {"fhectl": ["fhectl", "fhectl (one pass)"] if c.refine_bits else ["fhectl (one pass)"],
              "openfhe": ["openfhe"]}
+    # OpenFHE's iterations each run one bootstrapping (measured at N = 2^16: 33.1 s for two against 16.2 s for
+    # one, report 2026-12-01_2f9e3e3c), and its set-up runs one more to measure the first iteration's precision
+    rounds = {"fhectl": 1, "openfhe": openfhe_iterations}
     seconds = 0.0
     for side in sides:
-        setup = BOOT_SETUP_S[side] * keys + BOOT_CHILD_OVERHEAD_S
-        one = work * sum(BOOT_ROUND_S[row] for row in timed[side])
+        one = work * sum(BOOT_ROUND_S[row] for row in timed[side]) * rounds[side]
+        setup = (BOOT_SETUP_S[side] * keys + BOOT_CHILD_OVERHEAD_S
+                 + (work * BOOT_ROUND_S[side] if rounds[side] > 1 else 0.0))
         first = BOOT_FIRST_CALL_S[side] * work + one
         if isolated:  # per block: a child with its set-up, one warm-up and its rounds
             blocks = math.ceil(repeat / max(1, rounds_per_block))
@@ -221,7 +227,8 @@ def _fmt_duration(seconds: float) -> str:
 
 
 def estimate(params: Parameters, suites, batch_sizes, repeat: int, warmup: int, baseline: str | None,
-             n_embd: int | None = None, isolated: bool | None = None, rounds_per_block: int = 2) -> Estimate:
+             n_embd: int | None = None, isolated: bool | None = None, rounds_per_block: int = 2,
+             openfhe_iterations: int = 1) -> Estimate:
     """Wall time and peak memory of ``run_benchmarks`` with these arguments (see the module docstring)."""
     w = work_units(params)
     runs = repeat + warmup
@@ -244,6 +251,6 @@ def estimate(params: Parameters, suites, batch_sizes, repeat: int, warmup: int, 
         peak = max(peak, BASE_RSS_BYTES + _interpolate(width, 3) * key)
     if "bootstrap" in suites:
         parts["bootstrap"], boot_peak = estimate_bootstrap(params, repeat, warmup, baseline, isolated,
-                                                             rounds_per_block)
+                                                             rounds_per_block, openfhe_iterations)
         peak = max(peak, boot_peak)
     return Estimate(sum(parts.values()), int(peak), parts)

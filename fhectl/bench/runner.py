@@ -133,7 +133,7 @@ def estimate_run(params: Parameters, suites: list[str], batch_sizes: list[int], 
     n_embd = model_config.n_embd if model_config is not None else None
     b = bootstrap_options or {}
     return estimate(params, suites, batch_sizes, repeat, warmup, baseline, n_embd, b.get("isolated"),
-                    b.get("rounds_per_block") or 2)
+                    b.get("rounds_per_block") or 2, b.get("openfhe_iterations") or 1)
 
 
 def run_benchmarks(params: Parameters, suites: list[str], batch_sizes: list[int], device: str,

@@ -307,15 +307,21 @@ class BootstrapRefresh:  # implements fhectl.circuits.protocols.BlockRefresher
     def ensure_levels(self, ct, levels: int, stage: str):
         return ct if ct.level >= levels else self.refresh([ct], stage)[0]
 
-    def ensure_levels_bounded(self, cts, levels: int, stage: str, bounds: list) -> list:
+    def ensure_levels_bounded(self, cts, levels: int, stage: str, bounds: list, labels: list | None = None) -> list:
         """``ensure_levels_all`` with an interval per ciphertext instead of UNKNOWN_BOUND (the wide circuits'
-        intermediates that are not on [-1, 1], such as the 1/sqrt's running product before its last kappa)."""
+        intermediates that are not on [-1, 1], such as the 1/sqrt's running product before its last kappa).
+        ``labels``: each ciphertext's own range-indicator stage, "<stage> <label>". The 1/sqrt's running product
+        and its polynomial's input are summed apart: the input reads about 0 inside its loose interval, and a sum
+        with it would double the count, and so the threshold, the product must pass (``r_bound``)."""
         if all(c.level >= levels for c in cts):
             return cts
         if levels > self.top_level:
             raise LevelError(f"{stage} needs {levels} levels; a bootstrapping refresh returns {self.top_level}")
         short = [i for i, c in enumerate(cts) if c.level < levels]
-        fresh = dict(zip(short, self.refresh([cts[i] for i in short], stage, domains=[bounds[i] for i in short])))
+        if labels is None:
+            fresh = dict(zip(short, self.refresh([cts[i] for i in short], stage, domains=[bounds[i] for i in short])))
+        else:  # one bootstrapping each either way: apart costs nothing
+            fresh = {i: self.refresh([cts[i]], f"{stage} {labels[i]}", domains=[bounds[i]])[0] for i in short}
         return [fresh.get(i, c) for i, c in enumerate(cts)]
 
     def ensure_levels_all(self, cts, levels: int, stage: str) -> list:

@@ -77,10 +77,12 @@ class Approximation(Protocol):
         ...
 
 
-def ensure_levels(cts: list, levels: int, stage: str, refresh: Refresher | None, bounds: list | None = None) -> list:
+def ensure_levels(cts: list, levels: int, stage: str, refresh: Refresher | None, bounds: list | None = None,
+                  labels: list | None = None) -> list:
     """``cts`` with at least ``levels`` levels each: through ``refresh`` if given, else LevelError. ``bounds``:
     an interval per ciphertext that its values stay in, for a refresh that needs them (bootstrapping scales by
-    them and its range indicator checks them: ``ensure_levels_bounded``); others take no interval here."""
+    them and its range indicator checks them, each under "<stage> <label>" with ``labels``:
+    ``ensure_levels_bounded``); others take no interval here."""
     have = min(c.level for c in cts)
     if have >= levels:
         return cts
@@ -89,7 +91,7 @@ def ensure_levels(cts: list, levels: int, stage: str, refresh: Refresher | None,
                          "pass a refresh (client refresh or bootstrapping)")
     bounded = getattr(refresh, "ensure_levels_bounded", None)
     if bounds is not None and bounded is not None:
-        return bounded(cts, levels, stage, bounds)
+        return bounded(cts, levels, stage, bounds, labels)
     return refresh.ensure_levels_all(cts, levels, stage)
 
 

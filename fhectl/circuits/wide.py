@@ -123,6 +123,12 @@ def _plan_inverse_sqrt(ratio: float, rel_tol: float, budget: int, first: bool = 
     return best
 
 
+# kappa_i r_i <= 1 on the domain grid, which holds a itself, where r_i is largest. The margin is for the CKKS error
+# of the product before its refresh, largest at the low end of a wide domain (measured 0.3 % at x = a with the
+# insecure N = 2^10 profile, whose refresh of x itself is 2^-8 absolute): a value at a reads 0.37, not ~1
+R_BOUND_MARGIN = 2.0**-7
+
+
 @dataclass(frozen=True)
 class WideInverseSqrt:
     """out_scale / sqrt(x) on [a, b] by composite range reduction (see the module docstring)."""
@@ -154,16 +160,41 @@ class WideInverseSqrt:
     def depth(self) -> int:
         return sum(n for _, n in self.stages())
 
-    def eval_plain(self, x):
+    def named(self, name: str) -> "WideInverseSqrt":
+        """The same circuit under another stage name (each norm of a block its own: the range indicator sums a
+        stage's observations, and the threshold grows with their count)."""
+        return dataclasses.replace(self, name=name)
+
+    def r_bound(self, i: int) -> tuple[float, float]:
+        """The interval of the running product r_i before kappa_i normalises it: (0, 1 / kappa_i] on [a, b], its
+        largest value at x = a (1/sqrt decreases), widened by R_BOUND_MARGIN. Tight on purpose: r_i is where the
+        range indicator sees x *below* a. x's own interval spans decades, so x = a / 4 sits 2^-16 half-widths
+        from its edge and reads about 1 there, while r_i follows 1/sqrt(x) above its top. Measured on SmolLM2
+        block 5's scaled domain [2^-9, 128] (one reduction), r_1's reading at x = a, a/2, a/4, a/10, 0: 0.37,
+        1.8, 4.0, 6.5, 8.9, where the 1/sqrt is off by 0, 0.7 %, 7 %, 26 %, 100 %: a/2 is suspect, a/4 flagged
+        even with both norms of a block summed in one stage (threshold 2). As x -> 0, r_i levels off (the
+        polynomials' values at 0) instead of following 1/sqrt: a value far below a is flagged, but its reading
+        stops growing with the distance."""
+        top = 1.0 / self.kappas[i]
+        return (-R_BOUND_MARGIN * top, (1.0 + R_BOUND_MARGIN) * top)
+
+    def running_products_plain(self, x) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(t_K, [r_1, ..., r_K]) in float64: the last polynomial's input and the running products, each before
+        the kappa that normalises it (what a refresh inside ``evaluate`` sees)."""
         x = np.asarray(x, dtype=np.float64)
         t = self.in_map[0] * x + self.in_map[1]
-        r = None
+        r, products = None, []
         for i, p in enumerate(self.steps):
             pv = C.chebval(t, p.coeffs)
             r = pv if r is None else (self.kappas[i - 1] * r) * pv
+            products.append(r)
             t = ((x if i == 0 else t - self.betas[i]) * pv) * pv + self.betas[i + 1]
+        return t, products
+
+    def eval_plain(self, x):
+        t, products = self.running_products_plain(x)
         f = C.chebval(t, self.final.coeffs)
-        return f if r is None else (self.kappas[-1] * r) * f
+        return f if not products else (self.kappas[-1] * products[-1]) * f
 
     @property
     def max_rel_error(self) -> float:
@@ -185,14 +216,14 @@ class WideInverseSqrt:
         [ct] = ensure_levels([ct], stages[0][1], stages[0][0], refresh)
         t = ev.add(_scale_down(ev, ct, 1.0 / self.in_map[0], target), self.in_map[1])  # 1 level
         r = None
-        # t is on [-1, 1] (twice that, for the noise); x on [a, b]; r_i, before the kappa that normalises it,
-        # within 1 / kappa_i on the domain grid (twice that between grid points): a bootstrapping refresh scales
-        # by these and its range indicator checks them
+        # t is on [-1, 1] (twice that, for the noise); x on [a, b]; r_i, before the kappa that normalises it, in
+        # (0, 1 / kappa_i] on the domain (``r_bound``): a bootstrapping refresh scales by these and its range
+        # indicator checks them
         t_bound = (-2.0, 2.0)
         for i, p in enumerate(self.steps):
-            bounds = [t_bound, (-2.0 * self.b, 2.0 * self.b) if r is None else
-                      (-2.0 / self.kappas[i - 1], 2.0 / self.kappas[i - 1])]
-            live = ensure_levels([t, ct] if r is None else [t, r], stages[i + 1][1], stages[i + 1][0], refresh, bounds)
+            bounds = [t_bound, (-2.0 * self.b, 2.0 * self.b) if r is None else self.r_bound(i - 1)]
+            live = ensure_levels([t, ct] if r is None else [t, r], stages[i + 1][1], stages[i + 1][0], refresh, bounds,
+                                 ["t", "x" if r is None else "r"])
             t, w = live[0], (live[1] if i == 0 else ev.add(live[0], -self.betas[i]))  # x, then v~_i
             r = live[1] if i else None
             lam, d = t.level, p.depth(mapped=True)
@@ -203,8 +234,7 @@ class WideInverseSqrt:
             t = ev.add(ev.rescale(ev.mul(ev.rescale(ev.mul(w, pv)), pv)), self.betas[i + 1])  # level lam - d - 2
         if r is None:
             return polynomial.evaluate(ev, t, self.final, mapped=True, target_scale=target)
-        r_bound = (-2.0 / self.kappas[-1], 2.0 / self.kappas[-1])
-        t, r = ensure_levels([t, r], stages[-1][1], stages[-1][0], refresh, [t_bound, r_bound])
+        t, r = ensure_levels([t, r], stages[-1][1], stages[-1][0], refresh, [t_bound, self.r_bound(-1)], ["t", "r"])
         r = ev.rescale(ev.mul_const(r, self.kappas[-1]))
         lam_f = t.level - self.final.depth(mapped=True)
         f = polynomial.evaluate(ev, t, self.final, mapped=True, target_scale=target * q[lam_f] / r.scale)

@@ -90,9 +90,9 @@ class BlockCircuits:
         return BlockCircuits(
             index, domains,
             inverse_sqrt_wide(*v1, rel_tol=RSQRT_REL_TOL, out_scale=domains.rsqrt_out_scale(v1),
-                              max_stage_levels=stage_levels),
+                              max_stage_levels=stage_levels).named("ln_1 1/sqrt"),
             inverse_sqrt_wide(*v2, rel_tol=RSQRT_REL_TOL, out_scale=domains.rsqrt_out_scale(v2),
-                              max_stage_levels=stage_levels),
+                              max_stage_levels=stage_levels).named("ln_2 1/sqrt"),
             softmax_circuit(domains.score_bound, max_keys=max_keys,
                             max_stage_levels=None if stage_levels is None else stage_levels - 1),
             gelu_wide(domains.gelu_bound, max_stage_levels=stage_levels))

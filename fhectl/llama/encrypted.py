@@ -92,9 +92,11 @@ class BlockCircuits:
         return BlockCircuits(
             index, domains,
             inverse_sqrt_wide(*domains.ms_attn_scaled, rel_tol=RSQRT_REL_TOL,
-                              out_scale=domains.rsqrt_out_scale(domains.ms_attn_scaled), max_stage_levels=stage_levels),
+                              out_scale=domains.rsqrt_out_scale(domains.ms_attn_scaled),
+                              max_stage_levels=stage_levels).named("input_layernorm 1/sqrt"),
             inverse_sqrt_wide(*domains.ms_mlp_scaled, rel_tol=RSQRT_REL_TOL,
-                              out_scale=domains.rsqrt_out_scale(domains.ms_mlp_scaled), max_stage_levels=stage_levels),
+                              out_scale=domains.rsqrt_out_scale(domains.ms_mlp_scaled),
+                              max_stage_levels=stage_levels).named("post_attention_layernorm 1/sqrt"),
             softmax_circuit(domains.score_bound, max_keys=max_keys,
                             max_stage_levels=None if stage_levels is None else stage_levels - 1),
             silu_wide(domains.gate_bound, max_stage_levels=stage_levels))

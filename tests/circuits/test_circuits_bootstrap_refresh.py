@@ -219,3 +219,39 @@ def test_indicator_keeps_each_block_apart(kit):
     assert verdict.flagged == ["block 1 gate"] and "OUT OF DOMAIN at block 1 gate" in verdict.summary()
     assert list(ind.section_state(0)) == ["block 0 gate"]
     assert read_indicators(ind.section_state(0), kit.client.decryptor, kit.params.slots).clean
+
+
+def test_indicator_sees_a_norm_input_below_its_domain(kit):
+    """1/sqrt over 5 decades ([2^-9, 128], SmolLM2 block 5's scaled domain), evaluated encrypted with every
+    refresh a bootstrapping and the indicator's k = 4 (as at boot-n16-128): x = a / 2 sits within 2^-17
+    half-widths of x's own lower edge, so x alone reads about 1; the running product refreshed inside the 1/sqrt
+    follows 1/sqrt(x) above its bound (``r_bound``), and its stage, apart from the polynomial input's, is
+    flagged. The same circuit on values inside, a itself among them, reads clean."""
+    from fhectl.circuits.wide import inverse_sqrt_wide
+
+    a, b = 2.0**-9, 128.0
+    circuit = inverse_sqrt_wide(a, b, rel_tol=2.0**-12, max_stage_levels=8)  # boot-n16-128's stages
+    # the input arrives with the levels of the input map and the first reduction only (and the spare level a
+    # bootstrapping refresh shrinks in), as at boot-n16-128: the running product is refreshed, and observed,
+    # before the last polynomial
+    (_, map_levels), (_, reduction_levels) = circuit.stages()[:2]
+    inside = np.exp(kit.rng.uniform(np.log(a), np.log(b), kit.params.slots))
+    inside[:2] = [a, b]
+    below = inside.copy()
+    below[9] = a / 2
+
+    def read(values):
+        ind = kit.fresh_indicator()
+        ind.squarings = 4
+        ct = kit.refresh.refresh([kit.encrypt(values, level=1)], "norm input", domain=(a, b),
+                                 level=map_levels + reduction_levels + 1)[0]  # + the refresh's shrink
+        circuit.evaluate(kit.ev, ct, refresh=kit.refresh)
+        return ind.read(kit.client.decryptor, kit.params.slots)
+
+    clean = read(inside)
+    assert clean.clean and not clean.suspect, clean.summary()
+    stages = [s.stage for s in clean.stages]
+    assert "inverse_sqrt_wide finish r" in stages, f"the running product was never observed: {stages}"
+    flagged = read(below)
+    assert flagged.flagged == ["inverse_sqrt_wide finish r"], flagged.summary()
+    assert "norm input" not in flagged.flagged  # x's own interval does not see it

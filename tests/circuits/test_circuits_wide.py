@@ -114,3 +114,24 @@ def test_silu_split_for_a_short_refresh(deep_kit):
     out = split.evaluate(ev, ct, refresh=refresh)
     assert refresh.calls == ["silu_wide gate"]
     _check(kit, split, x, ct, out, 10)
+
+
+@pytest.mark.parametrize("a, b", [(2.0**-9, 128.0)])  # SmolLM2 block 5 (scaled)
+def test_running_products_lie_in_their_bounds_and_rise_below_the_domain(a, b):
+    """r_i, the running products a refresh inside the 1/sqrt sees, stay within ``r_bound`` on the whole domain (a
+    dense grid, 20x the one kappa was measured on), and read clean there (k = 4 squarings, as boot-n16-128's 8
+    refreshed levels allow); for x = a / 2 (x's own interval spans decades, so x reads about 1 at its edge) some
+    r_i reads above 1.1, which flags it (each norm's r is its own stage: one observation, threshold 1 + tol)."""
+    from fhectl.circuits.range_indicator import indicator_value
+
+    c = W.inverse_sqrt_wide(a, b, rel_tol=2.0**-12, max_stage_levels=8)
+    assert c.steps, "a domain this wide takes a range reduction"
+    x = np.unique(np.concatenate([np.geomspace(a, b, 400_001), np.linspace(a, b, 100_001)]))
+    _, products = c.running_products_plain(x)
+    for i, r in enumerate(products):
+        lo, hi = c.r_bound(i)
+        assert lo < r.min() and r.max() < hi
+        assert indicator_value(float(r.max()), (lo, hi), squarings=4) < 0.8  # a's own: inside, room for noise
+    assert indicator_value(a / 2, c.domain, squarings=4) < 1.001  # the norm's input alone: about 1
+    _, below = c.running_products_plain(np.array([a / 2]))
+    assert max(indicator_value(float(r[0]), c.r_bound(i), squarings=4) for i, r in enumerate(below)) > 1.1

@@ -125,7 +125,7 @@ def _plan_inverse_sqrt(ratio: float, rel_tol: float, budget: int, first: bool = 
 
 # kappa_i r_i <= 1 on the domain grid, which holds a itself, where r_i is largest. The margin is for the CKKS error
 # of the product before its refresh, largest at the low end of a wide domain (measured 0.3 % at x = a with the
-# insecure N = 2^10 profile, whose refresh of x itself is 2^-8 absolute): a value at a reads 0.37, not ~1
+# insecure N = 2^10 profile, whose refresh of x itself is 2^-8 absolute): a value at a reads 0.78 (k = 4), not ~1
 R_BOUND_MARGIN = 2.0**-7
 
 
@@ -169,12 +169,13 @@ class WideInverseSqrt:
         """The interval of the running product r_i before kappa_i normalises it: (0, 1 / kappa_i] on [a, b], its
         largest value at x = a (1/sqrt decreases), widened by R_BOUND_MARGIN. Tight on purpose: r_i is where the
         range indicator sees x *below* a. x's own interval spans decades, so x = a / 4 sits 2^-16 half-widths
-        from its edge and reads about 1 there, while r_i follows 1/sqrt(x) above its top. Measured on SmolLM2
-        block 5's scaled domain [2^-9, 128] (one reduction), r_1's reading at x = a, a/2, a/4, a/10, 0: 0.37,
-        1.8, 4.0, 6.5, 8.9, where the 1/sqrt is off by 0, 0.7 %, 7 %, 26 %, 100 %: a/2 is suspect, a/4 flagged
-        even with both norms of a block summed in one stage (threshold 2). As x -> 0, r_i levels off (the
-        polynomials' values at 0) instead of following 1/sqrt: a value far below a is flagged, but its reading
-        stops growing with the distance."""
+        from its edge and reads about 1 there, while r_i follows 1/sqrt(x) above its top. On SmolLM2 block 5's
+        scaled domain [2^-9, 128] (one reduction), kappa_1 r_1 at x = a, a/2, a/4, a/10, 0 is 1, 1.013, 1.019,
+        1.023, 1.025 (measured in float64), where the 1/sqrt is off by 0, 0.7 %, 7 %, 26 %, 100 %; with the
+        indicator's k = 4 squarings (boot-n16-128) that reads 0.78, 1.16, 1.42, 1.60, 1.73: flagged from a/2 on,
+        since each norm's r_i is its own stage (one observation, threshold 1 + tolerance). As x -> 0, r_i levels
+        off (the polynomials' values at 0) instead of following 1/sqrt: a value far below a is flagged, but its
+        reading stops growing with the distance."""
         top = 1.0 / self.kappas[i]
         return (-R_BOUND_MARGIN * top, (1.0 + R_BOUND_MARGIN) * top)
 

@@ -258,17 +258,22 @@ def activation_for_bootstrapping(ev, act, xs, refresh, levels: int, stage: str) 
     for what follows. Its last stage may take every level a bootstrapping refresh gives and end at level 0,
     where |act(x)| <= bound (the domain's end) cannot be scaled down before the sine: so the output lands on
     the scale Delta / 2^b and is relabelled Delta (the message is act / 2^b, exact and free), is refreshed
-    with that shrunk interval (the range indicator checks it), and mul_int(2^b) restores it (no level)."""
+    with that shrunk interval (the range indicator checks it), and mul_int(2^b) restores it (no level).
+    Several go to the refresh together, shrunk one bit more, so that it can pair them (``BootstrapRefresh.pair``:
+    two in one bootstrapping, each at one bit more of error)."""
     bound = act.domain[1]
-    b = refresh.model.shift_for(bound)
+    b = refresh.model.shift_for(2 * bound if refresh.pair and len(xs) > 1 else bound)
     out = []
     for x in xs:
         a = act.evaluate(ev, x, refresh=refresh, target_scale=x.scale / 2**b)
         a.scale = x.scale  # relabel: the message is act / 2^b
-        if a.level < levels:
-            (a,) = refresh.refresh([a], stage, domains=[(-bound / 2**b, bound / 2**b)])
-        out.append(ev.mul_int(a, 2**b) if b else a)
-    return out
+        out.append(a)
+    short = [i for i, a in enumerate(out) if a.level < levels]
+    if short:
+        fresh = refresh.refresh([out[i] for i in short], stage, domains=[(-bound / 2**b, bound / 2**b)] * len(short))
+        for i, a in zip(short, fresh):
+            out[i] = a
+    return [ev.mul_int(a, 2**b) if b else a for a in out]
 
 
 # -- the residual stream's public scale ---------------------------------------------------------------

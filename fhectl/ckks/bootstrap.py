@@ -736,6 +736,7 @@ class Bootstrapper:
         self.n = p.slots if self.sparse is None else self.sparse
         self.real = self.config.real and self.sparse is None  # the sparse circuit has one EvalMod already
         self._cts, self._stc = linear_transforms(p, self.config)
+        self._stc_complex: list | None = None  # the complex circuit's SlotsToCoeffs on a real configuration
         self._trace = trace_steps(p, self.config)
         self.slot_order = bit_reverse(self.n)  # slot i holds coefficient pair slot_order[i]
         self._minus_i: dict[int, Plaintext] = {}
@@ -848,17 +849,31 @@ class Bootstrapper:
             c = ev.add(ev.mul_int(ev.rescale(ev.square(c)), 2), -1.0)
         return c
 
+    def _complex_slots_to_coeffs_groups(self) -> list:
+        """SlotsToCoeffs' groups for the complex circuit. A real configuration folds diag(1/2, 1, ..., 1) into
+        its first group (``linear_transforms``); the complex circuit on it (``bootstrap_complex``) takes that group
+        unfolded, built on first use: the same diagonals' offsets, so the same rotation keys, and the later groups
+        shared."""
+        if not self.real:
+            return self._stc
+        if self._stc_complex is None:
+            first = slots_to_coeffs_diagonals(2 * self.n, self.config.stc_levels)[0]
+            self._stc_complex = [DiagonalTransform(first, self.n, rotation_keys=self.config.rotation_keys)]
+            self._stc_complex += self._stc[1:]
+        return self._stc_complex
+
     def slots_to_coeffs(self, re: Ciphertext, im: Ciphertext, out_scale: float) -> Ciphertext:
         """From sin(2 pi y) of the coefficients k < n (re) and k >= n (im), in bit-reversed order, the
         ciphertext whose coefficients are q0 sin(2 pi y) / (2 pi) ~ t, labelled ``out_scale``.
         Levels: stc_levels."""
         ev = self.ev
+        groups = self._complex_slots_to_coeffs_groups()
         w = ev.add(re, ev.mul(im, self._unit_plain(1j, im.level, self._i)))  # sin_lo + i sin_hi, no level
         # The integer polynomial wanted is t = q0 sin / (2 pi); its slots are U (q0 sin / 2 pi) = (q0 / 2 pi) F w,
         # w the bit-reversed sin values. So the groups compute F w at the label q0 / (2 pi), and the result is
         # relabelled with the input's scale: the integer polynomial is Delta m = t whatever the label.
-        w = self._stc[0].evaluate(ev, w, self.q0 / (2 * np.pi), primes=1)  # plaintext integers ~2^57
-        for transform in self._stc[1:]:
+        w = groups[0].evaluate(ev, w, self.q0 / (2 * np.pi), primes=1)  # plaintext integers ~2^57
+        for transform in groups[1:]:
             w = transform.evaluate(ev, w, w.scale, primes=1)  # unit entries at scale q_l
         w.scale = out_scale
         return w
@@ -879,11 +894,13 @@ class Bootstrapper:
         out.scale = out_scale
         return out
 
-    def bootstrap_once(self, ct: Ciphertext) -> Ciphertext:
-        """One pass: ct (any level; dropped to 0 first) at level max_level - single_depth(), same scale."""
+    def bootstrap_once(self, ct: Ciphertext, complex_slots: bool = False) -> Ciphertext:
+        """One pass: ct (any level; dropped to 0 first) at level max_level - single_depth(), same scale.
+        ``complex_slots``: the complex circuit even on a real configuration (``bootstrap_complex``)."""
         self.ctx.check(ct)
+        real = self.real and not complex_slots
         ct0 = self.ev.drop_level(ct, 0)
-        if self.real:  # T = t + t(X^-1) mod q0: 2 Delta Re(m), antisymmetric; one key switch at level 0
+        if real:  # T = t + t(X^-1) mod q0: 2 Delta Re(m), antisymmetric; one key switch at level 0
             ct0 = self.ev.add(ct0, self.ev.conjugate(ct0))
         if self.encapsulation is not None:
             ct0 = encapsulation.to_sparse(self.ctx, ct0, self.encapsulation)  # under s'
@@ -893,13 +910,20 @@ class Bootstrapper:
         if self.sparse is not None:  # one EvalMod on the 2n' real coefficients
             u = self.sparse_coeffs_to_slots(raised)
             return self.sparse_slots_to_coeffs(self.eval_mod(u), ct.scale)
-        if self.real:  # one EvalMod on the n coefficients k < n; T / 2 = Delta Re(m) back
+        if real:  # one EvalMod on the n coefficients k < n; T / 2 = Delta Re(m) back
             return self.real_slots_to_coeffs(self.eval_mod(self.real_coeffs_to_slots(raised)), ct.scale)
         re, im = self.coeffs_to_slots(raised)  # -> L - cts_depth
         re, im = self.eval_mod(re), self.eval_mod(im)  # -> L - cts_depth - eval_mod_depth
         return self.slots_to_coeffs(re, im, ct.scale)  # -> L - single_depth, scale of the input
 
-    def bootstrap(self, ct: Ciphertext) -> Ciphertext:
+    def bootstrap_complex(self, ct: Ciphertext) -> Ciphertext:
+        """``bootstrap`` by the complex circuit whatever the configuration: real and imaginary parts both
+        refreshed, two EvalMods (a real configuration's circuit refreshes the real parts with one). What refreshes
+        two real vectors a, b at once as a + i b (``fhectl.circuits.bootstrap_refresh``): CoeffsToSlots and
+        SlotsToCoeffs, most of the time, are shared. Same levels, keys and output level as ``bootstrap``."""
+        return self.bootstrap(ct, complex_slots=True)
+
+    def bootstrap(self, ct: Ciphertext, complex_slots: bool = False) -> Ciphertext:
         """ct (any level; dropped to 0 first) refreshed to ``output_level`` at the same scale.
 
         With ``refine_bits`` = k > 0 [Bae, Cheon, Cho, Kim, Kim, "META-BTS: bootstrapping precision beyond
@@ -912,7 +936,7 @@ class Bootstrapper:
         (the refinement's prime is left unused, so the levels a refresh gives and the keys do not change): half
         the time, the first pass's precision.
         """
-        first = self.bootstrap_once(ct)
+        first = self.bootstrap_once(ct, complex_slots)
         k = self.config.refine_bits
         if not k:
             return first
@@ -921,7 +945,7 @@ class Bootstrapper:
             return ev.drop_level(first, self.output_level)
         ct0 = ev.drop_level(ct, 0)
         diff = ev.sub(ct0, ev.drop_level(first, 0))  # -e1, exactly the same scale
-        second = self.bootstrap_once(ev.mul_int(diff, 1 << k))  # -2^k e1 + e2
+        second = self.bootstrap_once(ev.mul_int(diff, 1 << k), complex_slots)  # -2^k e1 + e2
         # 2^-k ct2 lands on the first pass's scale exactly (``mul_const`` with a target scale), one level down
         correction = ev.rescale(ev.mul_const(second, 2.0**-k, target_scale=first.scale))
         correction.scale = first.scale  # equal up to float rounding of the constant's scale

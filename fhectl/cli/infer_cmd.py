@@ -177,7 +177,8 @@ def infer(
     if engine.refresh_mode == "bootstrap":
         plan = engine.plans[0]
         console.message(f"refresh: bootstrapping on the server, {plan['bootstraps_per_block']} bootstraps per block "
-                        f"planned (level simulator), 0 round trips; a refresh returns level {plan['refresh_level']} "
+                        f"planned ({plan['paired_per_block']} of them paired; level simulator), 0 round trips; a "
+                        f"refresh returns level {plan['refresh_level']} "
                         f"of {params.max_level}; {describe_circuit(engine.bootstrapper.config)}")
 
     with console.progress(transient=True) as bar:

@@ -113,7 +113,8 @@ def infer_llama(prompt: str, model: str, weights, chat: bool, layers, max_new_to
             console.message(engine.refresh_note)
         if engine.refresh_mode == "bootstrap":
             console.message(f"refresh: bootstrapping on the server, {engine.plan['bootstraps_per_block']} bootstraps "
-                            f"per block planned (level simulator), 0 round trips; a refresh returns level "
+                            f"per block planned ({engine.plan['paired_per_block']} of them paired; level simulator), "
+                            f"0 round trips; a refresh returns level "
                             f"{engine.plan['refresh_level']} of {params.max_level}; "
                             f"{describe_circuit(engine.bootstrapper.config)}")
     else:

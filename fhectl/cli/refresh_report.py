@@ -32,8 +32,9 @@ def bootstrap_report(boot: dict, verdicts: list[dict], n_blocks: int, passes: in
     per_block = boot["bootstraps"] / max(1, passes * n_blocks)
     units = unit + ("es" if unit.endswith("s") else "s")
     where = f"in {passes} {units}" if passes > 1 else f"per {unit}"
-    lines = [f"bootstrapping refresh: {boot['bootstraps']} bootstraps {where} ({per_block:g} per block), 0 round "
-             "trips; per stage: " + ", ".join(
+    pairs = f", {boot['paired']} of them paired (two ciphertexts each)" if boot.get("paired") else ""
+    lines = [f"bootstrapping refresh: {boot['bootstraps']} bootstraps {where} ({per_block:g} per block{pairs}), 0 "
+             "round trips; per stage: " + ", ".join(
                  f"{k} {n} ({boot['seconds_by_stage'][k]:.1f}s)" for k, n in boot["by_stage"].items()),
              "levels per refresh stage (arrives at -> leaves at, values scaled by 2^-b): " + ", ".join(
                  f"{k} {'/'.join(map(str, v['in']))}->{v['out']} b={'/'.join(map(str, v['shift']))}"

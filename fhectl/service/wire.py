@@ -190,11 +190,12 @@ def _indicator_state(ctx: CKKSContext, c: Container, source: str) -> tuple[dict,
 def _bootstrap_stats(raw, source: str) -> dict:
     """``BootstrapStats.as_dict()`` from a result's meta, checked: bounded counts, finite seconds, stage names."""
     where = f"{source}: meta 'bootstrap'"
-    keys = {"bootstraps", "by_stage", "seconds_by_stage", "levels", "unshrunk"}
+    keys = {"bootstraps", "by_stage", "seconds_by_stage", "levels", "unshrunk", "paired"}
     if not (isinstance(raw, dict) and set(raw) == keys):
         raise FormatError(f"{where} must hold {', '.join(sorted(keys))}")
-    if not (_count(raw["bootstraps"], 0, MAX_BOOTSTRAPS) and _count(raw["unshrunk"], 0, raw["bootstraps"])):
-        raise FormatError(f"{where}: bootstraps must be in 0..{MAX_BOOTSTRAPS}, unshrunk at most that")
+    if not (_count(raw["bootstraps"], 0, MAX_BOOTSTRAPS) and _count(raw["unshrunk"], 0, raw["bootstraps"])
+            and _count(raw["paired"], 0, raw["bootstraps"])):
+        raise FormatError(f"{where}: bootstraps must be in 0..{MAX_BOOTSTRAPS}, unshrunk and paired at most that")
     by_stage, seconds, levels = raw["by_stage"], raw["seconds_by_stage"], raw["levels"]
     if not (isinstance(by_stage, dict) and len(by_stage) <= MAX_INDICATORS
             and all(_stage_name(k) and _count(v, 1, MAX_BOOTSTRAPS) for k, v in by_stage.items())

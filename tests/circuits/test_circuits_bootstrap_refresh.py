@@ -255,3 +255,47 @@ def test_indicator_sees_a_norm_input_below_its_domain(kit):
     flagged = read(below)
     assert flagged.flagged == ["inverse_sqrt_wide finish r"], flagged.summary()
     assert "norm input" not in flagged.flagged  # x's own interval does not see it
+
+
+def test_two_ciphertexts_share_one_bootstrapping(kit):
+    """A refresh of several ciphertexts bootstraps them two at a time (a + i b, the complex circuit): each comes
+    back within its own bound's error one bit up (``RefreshModel.error(2 B)``), with its own mask and fill,
+    real, and free of the other's imaginary part (large here on purpose); an odd one goes alone. The level
+    simulator counts the same bootstraps."""
+    n = kit.params.slots
+    stats = BootstrapStats()
+    r = BootstrapRefresh(kit.ev, kit.refresh.boot, stats)
+    x, y, z = (kit.rng.uniform(-b, b, n) for b in (3.0, 0.5, 1.0))
+    noisy = y + 1j * kit.rng.uniform(-0.5, 0.5, n)
+    valid = np.arange(n) % 4 != 1
+    cts = [kit.encrypt(x, level=1), kit.encrypt(noisy, level=3), kit.encrypt(z, level=2)]
+    out = r.refresh(cts, "three", domains=[(-3.0, 3.0), (-0.5, 0.5), (-1.0, 1.0)], valid=[valid] * 3, fill=0.25)
+    assert stats.bootstraps == 2 and stats.paired == 1 and stats.by_stage == {"three": 2}
+    assert sorted(stats.levels["three"]["in"]) == [1, 2, 3]
+    for ct, want, bound, alone in zip(out, (x, y, z), (3.0, 0.5, 1.0), (False, False, True)):
+        assert ct.level == r.top_level and ct.scale == kit.params.scale
+        got = kit.client.decryptor.decrypt(ct, n)
+        error = r.model.error(bound if alone else 2 * bound)
+        assert np.max(np.abs(got.real - np.where(valid, want, 0.25))) < error, (bound, alone)
+        assert np.max(np.abs(got.imag)) < error
+    sim = SimEvaluator(kit.params)
+    sim_stats = BootstrapStats()
+    rs = BootstrapRefresh(sim, SimBootstrapper(sim, bootstrap_config(kit.params)), sim_stats)
+    rs.refresh([sim.fresh(1), sim.fresh(3), sim.fresh(2)], "three", domains=[(-3.0, 3.0), (-0.5, 0.5), (-1.0, 1.0)])
+    assert (sim_stats.bootstraps, sim_stats.paired) == (2, 1)
+
+
+def test_pairs_cost_less_than_two_alone(kit):
+    """``pair=False`` bootstraps each ciphertext alone: two real bootstrappings against one complex, which has
+    the same EvalMod products (two) and one set of transforms: about half the rotations."""
+    n = kit.params.slots
+    cts = [kit.encrypt(kit.rng.uniform(-1, 1, n), level=1) for _ in range(2)]
+    products = {}
+    for pair in (True, False):
+        stats = BootstrapStats()
+        before = dict(kit.ev.counters)
+        BootstrapRefresh(kit.ev, kit.refresh.boot, stats, pair=pair).refresh(cts, "two", domain=(-1.0, 1.0))
+        products[pair] = {k: kit.ev.counters[k] - before[k] for k in ("ct_mults", "rotations")}
+        assert stats.bootstraps == (1 if pair else 2)
+    assert products[True]["ct_mults"] == products[False]["ct_mults"], products
+    assert products[True]["rotations"] < 0.6 * products[False]["rotations"], products

@@ -18,6 +18,7 @@ the seeds here; each bound leaves about 2 bits of margin):
 """
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -301,6 +302,25 @@ def test_real_circuit_returns_the_real_part_with_one_eval_mod(bk):
             assert precision_bits(got.real, x.real) > BOOTSTRAP_BITS
             assert np.max(np.abs(got.imag)) < 2.0**-30
     assert products["real"] * 2 <= products["complex"] + 2, products  # one EvalMod, the scalar products aside
+
+
+def test_complex_circuit_on_a_real_configuration(bk):
+    """``bootstrap_complex`` on a real, refining configuration: real and imaginary parts both refreshed, as the
+    complex configuration does, with its own unfolded first SlotsToCoeffs group and no rotation key the real
+    circuit lacks; ``bootstrap`` on the same object still returns the real parts (the groups are not shared)."""
+    config = BootstrapConfig.default(bk.params, real=True, refine_bits=10)
+    boot = Bootstrapper(bk.ctx, bk.ev, config)
+    complex_boot = Bootstrapper(bk.ctx, bk.ev, replace(config, real=False))
+    x = bk.slots()
+    ct = bk.ev.drop_level(bk.enc.encrypt(x), 0)
+    out = boot.bootstrap_complex(ct)
+    assert out.level == boot.output_level and out.scale == ct.scale
+    got, want = bk.dec.decrypt(out), bk.dec.decrypt(complex_boot.bootstrap(ct))
+    assert precision_bits(got, x) > BOOTSTRAP_BITS
+    assert precision_bits(got, want) > BOOTSTRAP_BITS + 4  # the same circuit, up to its noise
+    assert set(boot._complex_slots_to_coeffs_groups()[0].rotation_steps()) <= set(required_steps(bk.params, config))
+    real = bk.dec.decrypt(boot.bootstrap(ct))
+    assert precision_bits(real.real, x.real) > BOOTSTRAP_BITS and np.max(np.abs(real.imag)) < 2.0**-30
 
 
 def test_real_slots_to_coeffs_is_antisymmetric(bk):

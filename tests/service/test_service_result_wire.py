@@ -35,8 +35,8 @@ def _result(kit) -> bytes:
     state = {"block 0 softmax": (enc.encrypt(np.full(slots, 0.5), level=1), 2, 0.01),
              "block 0 silu": (enc.encrypt(np.full(slots, 0.25), level=1), 4, 2.0**-10)}
     stats = BootstrapStats()
-    stats.record("softmax", 2, 5, 3, 0.5)
-    stats.record("silu", 1, 5, 0, 0.25)
+    stats.record("softmax", [2], 5, [3], 0.5)
+    stats.record("silu", [1, 2], 5, [0, 1], 0.25)  # a pair
     return encode_result(ctx, out, 4.0, {"round_trips": 0}, indicator=state, squarings=4, bootstrap=stats.as_dict())
 
 
@@ -44,6 +44,7 @@ def test_a_bootstrapped_result_round_trips(kit):
     ctx, sk, enc, dec = kit
     got = read_result(ctx, _result(kit), sk.key_id)
     assert got.stream_scale == 4.0 and got.squarings == 4 and got.bootstrap["bootstraps"] == 2
+    assert got.bootstrap["paired"] == 1 and got.bootstrap["levels"]["silu"]["in"] == [1, 2]
     assert {k: (v[1], v[2]) for k, v in got.indicator.items()} == {"block 0 softmax": (2, 0.01),
                                                                    "block 0 silu": (4, 2.0**-10)}
     verdict = read_indicators(got.indicator, dec, ctx.params.slots, got.squarings)
@@ -101,6 +102,7 @@ FORGERIES = {
     "seconds negative": (lambda c: c.meta["bootstrap"].update(seconds_by_stage={"softmax": -1.0, "silu": "0.1"}),
                     "seconds"),
     "levels garbage": (lambda c: c.meta["bootstrap"].update(levels={"softmax": 1, "silu": 2}), "levels"),
+    "more pairs than bootstraps": (lambda c: c.meta["bootstrap"].update(paired=3), "paired"),
 }
 
 

@@ -8,7 +8,7 @@ alternating order (A B, then B A, ...), after one untimed warm-up of each (Numba
 diagonals, the complex circuit's SlotsToCoeffs group). It reports the seconds of each, the per-round ratio
 paired / separate (median, min - max) and each output's largest error against the input's own decryption (the
 refresh's error alone: the inputs' encryption noise is common to both ways) next to the refresh model's bound for
-it (``RefreshModel.error``: B alone, 2 B paired). Keys come from the OS CSPRNG; the report goes to
+it (``RefreshModel.error(B)`` alone, twice that paired). Keys come from the OS CSPRNG; the report goes to
 OUT/<date>_<commit>_cpu_<profile>_paired-refresh/ (report.json, report.md).
 """
 
@@ -79,7 +79,7 @@ def run(profile: str, rounds: int, bound: float) -> dict:
         "ratio_paired_over_separate": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
                                        "per_round": ratios},
         "max_abs_error": errors,
-        "model_error": {"separate": model.error(bound), "paired": model.error(2 * bound)},
+        "model_error": {"separate": model.error(bound), "paired": 2 * model.error(bound)},
         "bootstraps_per_refresh": {k: ways[k].stats.bootstraps // (rounds + 1) for k in ways},
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }

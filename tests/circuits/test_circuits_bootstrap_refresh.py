@@ -162,7 +162,7 @@ def test_the_refresh_model_follows_the_profile():
     assert m_real.error(256.0) == m_big.error(256.0) and m_real.error(16.0) == m_big.error(32.0) / 2
     # one pass of the refining circuit: its first pass's error at the bound, 2^-12 (the sine's cubic term)
     m_one = RefreshModel.for_params(big, replace(BootstrapConfig.for_params(big), real=True, passes=1))
-    assert m_one.error(16.0) == 2.0**-13 and m_one.error(16.0) > 2**10 * m_real.error(16.0)
+    assert m_one.error(16.0) == 2.0**-13 and m_one.error(16.0) >= 2**10 * m_real.error(16.0)
 
 
 def test_range_indicator_reads_clean_inside_and_flags_outside(kit):
@@ -259,7 +259,7 @@ def test_indicator_sees_a_norm_input_below_its_domain(kit):
 
 def test_two_ciphertexts_share_one_bootstrapping(kit):
     """A refresh of several ciphertexts bootstraps them two at a time (a + i b, the complex circuit): each comes
-    back within its own bound's error one bit up (``RefreshModel.error(2 B)``), with its own mask and fill,
+    back within twice its own bound's error (one bit more than alone), with its own mask and fill,
     real, and free of the other's imaginary part (large here on purpose); an odd one goes alone. The level
     simulator counts the same bootstraps."""
     n = kit.params.slots
@@ -275,7 +275,7 @@ def test_two_ciphertexts_share_one_bootstrapping(kit):
     for ct, want, bound, alone in zip(out, (x, y, z), (3.0, 0.5, 1.0), (False, False, True)):
         assert ct.level == r.top_level and ct.scale == kit.params.scale
         got = kit.client.decryptor.decrypt(ct, n)
-        error = r.model.error(bound if alone else 2 * bound)
+        error = r.model.error(bound) * (1 if alone else 2)
         assert np.max(np.abs(got.real - np.where(valid, want, 0.25))) < error, (bound, alone)
         assert np.max(np.abs(got.imag)) < error
     sim = SimEvaluator(kit.params)

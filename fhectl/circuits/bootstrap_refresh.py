@@ -333,13 +333,13 @@ class BootstrapRefresh:  # implements fhectl.circuits.protocols.BlockRefresher
         return ct, b
 
     def _pair(self, cts, stage: str, jobs, fill: float) -> list:
-        """Two ciphertexts a, b (see ``refresh`` for which) in one bootstrapping, for about 0.6 of two: the complex
+        """Two ciphertexts a, b (see ``refresh`` for which) in one bootstrapping: the complex
         circuit (``Bootstrapper.bootstrap_complex``) on c = 2 Re(a) + i 2 Re(b), built at level 0 (the real parts
         by a + conj(a), one key switch of one prime each, so that neither one's imaginary noise lands in the
-        other's values; i is the monomial X^(N/2), exact and free). Its two EvalMods cost about what CoeffsToSlots
-        and SlotsToCoeffs, which the pair shares, save (one cProfile split at N = 2^16: CoeffsToSlots 51 %, each
-        EvalMod 15 %, SlotsToCoeffs 17 %). Then 4a = c + conj(c), 4b = -i (c - conj(c)) from one conjugation, the
-        1/4 in each one's mask product.
+        other's values; i is the monomial X^(N/2), exact and free). Its second EvalMod costs far less than the
+        CoeffsToSlots and SlotsToCoeffs the two share (one cProfile split at N = 2^16: CoeffsToSlots 51 %, each
+        EvalMod 15 %, SlotsToCoeffs 17 %): a pair took 0.62 of two refreshes there (benchmarks/paired_refresh.py).
+        Then 4a = c + conj(c), 4b = -i (c - conj(c)) from one conjugation, the 1/4 in each one's mask product.
 
         The sine sees 2 |a| + 2 |b| per coefficient at most, where the real circuit sees 2 |m|: each is shrunk one
         bit more (shift_for(2 B)), and its error is taken to be twice ``RefreshModel.error(B)``: one bit more than

@@ -35,6 +35,7 @@ from fhectl.ckks.params import load_parameters
 from fhectl.circuits.bootstrap_refresh import (BootstrapRefresh, BootstrapStats, bootstrap_config, bootstrap_keys,
                                                bootstrap_rotation_steps, server_bootstrapper)
 from fhectl.circuits.refresh import Client
+from fhectl.errors import FhectlError
 
 
 def _errors(client, outs, want) -> list[float]:
@@ -106,17 +107,30 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+        return value
+    return parse
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="boot-n16-128")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--bound", type=float, default=4.0)
+    ap.add_argument("--rounds", type=_positive(int), default=3)
+    ap.add_argument("--bound", type=_positive(float), default=4.0)
     ap.add_argument("--out", type=Path, default=Path("bench_results"))
-    a = ap.parse_args(argv)
+    a = ap.parse_args(argv)  # a bad option: usage and exit 2
     report = new_report(["python", "benchmarks/paired_refresh.py"] + (argv if argv is not None else sys.argv[1:]),
                         environment(), {"name": a.profile}, {"rounds": a.rounds, "bound": a.bound})
     report["load_before"] = [round(x, 2) for x in os.getloadavg()]
-    report["results"] = run(a.profile, a.rounds, a.bound)
+    try:
+        report["results"] = run(a.profile, a.rounds, a.bound)
+    except FhectlError as exc:  # an unknown profile, one that cannot bootstrap, a bound it cannot take
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     report["load_after"] = [round(x, 2) for x in os.getloadavg()]
     created = _dt.datetime.fromisoformat(report["created"])
     out = a.out / (report_dir_name(created, git_state()["commit"], "cpu", a.profile) + "_paired-refresh")

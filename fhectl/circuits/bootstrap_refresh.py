@@ -414,7 +414,7 @@ class BootstrapRefresh:  # implements fhectl.circuits.protocols.BlockRefresher
         short = [i for i, c in enumerate(cts) if c.level < levels]
         if labels is None:
             fresh = dict(zip(short, self.refresh([cts[i] for i in short], stage, domains=[bounds[i] for i in short])))
-        else:  # one bootstrapping each either way: apart costs nothing
+        else:  # apart, unpaired: a pair would save one bootstrapping per norm for a bit of the 1/sqrt's error
             fresh = {i: self.refresh([cts[i]], f"{stage} {labels[i]}", domains=[bounds[i]])[0] for i in short}
         return [fresh.get(i, c) for i, c in enumerate(cts)]
 
